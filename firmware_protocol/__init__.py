@@ -1,0 +1,1 @@
+"""Camera ↔ dock wire protocol, sans-IO: bytes in, events out (see ``docs/protocol.md``)."""
