@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import random
 import sys
 import time
@@ -22,13 +21,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "protocol"))
 
-from helpers import CAMERA_KEY, CAMERA_UID, identity, make_recording  # noqa: E402
+from helpers import CAMERA_KEY, identity, make_recording
 
-from agent.memory import tune_malloc  # noqa: E402
-from firmware_protocol import messages as m  # noqa: E402
-from firmware_protocol._state import Role  # noqa: E402
-from firmware_protocol.connection import NEED_DATA, Connection, EndOfChunk  # noqa: E402
-from firmware_protocol.signing import ZERO_DIGEST, ChunkMessage, verify_signature  # noqa: E402
+from agent.memory import tune_malloc
+from firmware_protocol import messages as m
+from firmware_protocol._state import Role
+from firmware_protocol.connection import NEED_DATA, Connection, EndOfChunk
+from firmware_protocol.signing import ZERO_DIGEST, ChunkMessage, verify_signature
 
 MIB = 1024 * 1024
 

@@ -129,12 +129,15 @@ class Hello(Message):
 
 @dataclass(frozen=True, slots=True)
 class Identity(Message):
-    """Camera → dock: the chosen version, negotiated frame size and GA/T 947-style device info."""
+    """Camera → dock: the chosen version, negotiated frame size, identity and GA/T 947-style
+    device info. ``public_key`` (raw Ed25519, 32 bytes) lets a dock that trusts on first use
+    enrol the camera; a strict dock only compares it with the enrolled key (AUTH proves it)."""
 
     TYPE: ClassVar[int] = 0x02
     version: int
     max_payload: int
     camera_uid: bytes
+    public_key: bytes
     model: str
     firmware: str
     serial: str
@@ -152,18 +155,19 @@ class Identity(Message):
         if not INITIAL_MAX_PAYLOAD <= self.max_payload <= ABS_MAX_PAYLOAD:
             raise _bad(f"max_payload must be {INITIAL_MAX_PAYLOAD}..{ABS_MAX_PAYLOAD}")
         _blob("camera_uid", self.camera_uid, 16)
+        _blob("public_key", self.public_key, 32)
         for name in self._STRINGS:
             _text(name, getattr(self, name))
 
     def _encode(self, w: Writer) -> None:
-        w.u8(self.version).u32(self.max_payload).raw(self.camera_uid)
+        w.u8(self.version).u32(self.max_payload).raw(self.camera_uid).raw(self.public_key)
         for name in self._STRINGS:
             w.string(getattr(self, name))
 
     @classmethod
     def _decode(cls, r: Reader) -> Self:
-        version, max_payload, uid = r.u8(), r.u32(), r.raw(16)
-        return cls(version, max_payload, uid, *(r.string() for _ in cls._STRINGS))
+        version, max_payload, uid, key = r.u8(), r.u32(), r.raw(16), r.raw(32)
+        return cls(version, max_payload, uid, key, *(r.string() for _ in cls._STRINGS))
 
 
 @dataclass(frozen=True, slots=True)

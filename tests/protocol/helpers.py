@@ -9,7 +9,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from firmware_protocol import messages as m
 from firmware_protocol.connection import NEED_DATA, Connection, Event
-from firmware_protocol.signing import ZERO_DIGEST, ChunkMessage, Media, SealMessage
+from firmware_protocol.signing import (
+    ZERO_DIGEST,
+    ChunkMessage,
+    Media,
+    SealMessage,
+    public_key_raw,
+)
 
 CAMERA_UID = bytes.fromhex("00112233445566778899aabbccddeeff")
 # A fixed key so golden bytes and doc examples are reproducible (never use outside tests/docs).
@@ -55,5 +61,5 @@ def drain(conn: Connection) -> list[Event]:
 
 
 def identity(max_payload: int = 65536) -> m.Identity:
-    return m.Identity(1, max_payload, CAMERA_UID, "BWC-9", "1.2.3", "SN0001",
-                      "010203", "张三", "410402", "湛河区司法局")
+    return m.Identity(1, max_payload, CAMERA_UID, public_key_raw(CAMERA_KEY), "BWC-9", "1.2.3",
+                      "SN0001", "010203", "张三", "410402", "湛河区司法局")
