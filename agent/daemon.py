@@ -1,0 +1,261 @@
+"""The dock agent: state, MQTT link, hot-plug and one session per docked camera.
+
+State directory layout (all 0700/0600, owned by the service user)::
+
+    dock_key.pem, wrap.key      the dock's signing key and footage wrapping key
+    state.json                  TinyDB: enrolled cameras, small bookkeeping
+    footage/                    encrypted recordings (partial/, recordings/, quarantine/)
+    outbox/                     durable queue of manifests and events until acknowledged
+    journal/sessions/           append-only record of every session step
+    status.json                 the latest status summary, for `dock-agent status`
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from . import __version__, systemd
+from .config import Config
+from .health import health_payload
+from .memory import tune_malloc
+from .publish.mqtt import MqttLink, RetainedMessage, TlsSettings, WillMessage
+from .publish.outbox import Outbox
+from .publish.publisher import Publisher
+from .publish.topics import SCHEMA, Topics, encode, event_payload, iso_now
+from .registry import Registry
+from .session import SessionOutcome, run_session
+from .slots import OffloadSlots, SlotManager
+from .store.durable import atomic_write_json, ensure_dir
+from .store.footage import FootageStore
+from .store.journal import Journal
+from .store.keys import KeyStore
+from .transports.base import Transport
+from .transports.discovery import SerialDiscovery
+from .transports.serial import SerialTransport
+
+__all__ = ["Agent", "StatePaths"]
+
+log = logging.getLogger(__name__)
+
+_SCAN_INTERVAL_S = 0.25
+
+
+class StatePaths:
+    def __init__(self, state_dir: Path) -> None:
+        self.root = state_dir
+        self.registry = state_dir / "state.json"
+        self.footage = state_dir / "footage"
+        self.outbox = state_dir / "outbox"
+        self.sessions = state_dir / "journal" / "sessions"
+        self.status = state_dir / "status.json"
+
+
+class Agent:
+    """Implements ``SessionHost`` for the sessions it runs."""
+
+    def __init__(self, config: Config) -> None:
+        config.check_files()
+        self.config = config
+        self.paths = StatePaths(config.state_dir)
+        ensure_dir(self.paths.root)
+        self.keys = KeyStore(self.paths.root)
+        self.signing_key = self.keys.signing_key
+        self.registry = Registry(self.paths.registry)
+        self.store = FootageStore(self.paths.footage, self.keys)
+        self.outbox = Outbox(self.paths.outbox)
+        self.sessions_journal = Journal(self.paths.sessions)
+        self.topics = Topics(config.topic_prefix_resolved)
+        self.offload_slots = OffloadSlots(config.max_concurrent_offloads)
+        self.stopping = threading.Event()
+        self.publisher = Publisher(self.outbox, delivery=str(config.delivery),
+                                   rate_per_s=config.outbox_rate_per_s)
+        self.link: MqttLink | None = None
+        self._journal_lock = threading.Lock()
+        self._started = time.time()
+        self._cameras: dict[str, dict[str, Any]] = {}
+        self._cameras_lock = threading.Lock()
+        self.slots = SlotManager(self._open_transport, self._serve, self._on_crash)
+        self._threads: list[threading.Thread] = []
+
+    # -- start-up ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        tune_malloc()
+        finished = self.store.recover()
+        if finished:
+            log.info("recovered %d interrupted finalisations", len(finished))
+        self._requeue_unpublished()
+        if self.config.broker:
+            self.link = self._make_link()
+            self.publisher.attach(self.link)
+            self.link.start()
+        else:
+            log.info("no broker configured: everything waits in the outbox")
+        self._spawn(self.publisher.run, self.stopping, name="publisher")
+        self._spawn(self._health_loop, name="health")
+        systemd.ready()
+        log.info("dock %s started (state %s)", self.config.dock_id, self.paths.root)
+
+    def _requeue_unpublished(self) -> None:
+        """Finish the step a crash may have cut: recording finalised, manifest not queued."""
+        for manifest_id, rid in self.registry.unpublished():
+            stored = self.store.stored(rid)
+            manifest = stored.manifest if stored else None
+            if manifest is not None and manifest.get("manifest_id") == manifest_id:
+                self.outbox.put("manifest", self.topics.manifests, manifest, manifest_id)
+            self.registry.mark_published(manifest_id)
+
+    def _make_link(self) -> MqttLink:
+        cfg = self.config
+        tls = None
+        if cfg.broker.startswith("mqtts://"):
+            assert cfg.tls.ca_file and cfg.tls.cert_file and cfg.tls.key_file
+            tls = TlsSettings(cfg.tls.ca_file, cfg.tls.cert_file, cfg.tls.key_file,
+                              cfg.tls.key_password_file)
+        state = self.topics.state
+        return MqttLink(
+            cfg.broker, f"bwc-dock-{cfg.dock_id}",
+            will=WillMessage(state, encode(self._state_payload("offline"))),
+            birth=[RetainedMessage(state, encode(self._state_payload("online"))),
+                   RetainedMessage(self.topics.identity, encode(self.identity_payload()))],
+            tls=tls, subscriptions=[self.topics.acks],
+            on_message=self.publisher.on_message,
+            on_publish_result=self.publisher.on_publish_result,
+        )
+
+    def _state_payload(self, state: str) -> dict[str, Any]:
+        return {"type": "state", "schema": SCHEMA, "dock_id": self.config.dock_id,
+                "state": state}
+
+    def identity_payload(self) -> dict[str, Any]:
+        return {"type": "identity", "schema": SCHEMA, "dock_id": self.config.dock_id,
+                "unit": self.config.unit,
+                "public_key": base64.b64encode(self.keys.public_key_raw).decode(),
+                "agent_version": __version__}
+
+    def _spawn(self, target: Any, *args: Any, name: str) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    # -- main loop ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Hot-plug loop until SIGTERM/SIGINT; then a graceful stop."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        discovery = SerialDiscovery(self.config.serial_ports)
+        watchdog = systemd.watchdog_interval_s()
+        last_watchdog = 0.0
+        while not self.stopping.is_set():
+            self.slots.update(discovery.scan())
+            now = time.monotonic()
+            if watchdog and now - last_watchdog >= watchdog / 2:
+                systemd.watchdog()
+                systemd.status(self.summary_line())
+                last_watchdog = now
+            self.stopping.wait(_SCAN_INTERVAL_S)
+        self.shutdown()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %d: stopping", signum)
+        self.stopping.set()
+
+    def shutdown(self, grace_s: float = 6.0) -> None:
+        """Stop within systemd's 10 s: sessions finish the chunk in hand, then lines close."""
+        systemd.stopping()
+        self.stopping.set()
+        if not self.slots.join(grace_s):
+            self.slots.close_all()  # a chunk cut here is simply fetched again next time
+            self.slots.join(2.0)
+        if self.link is not None:
+            self.link.publish(self.topics.state, encode(self._state_payload("offline")),
+                              qos=1, retain=True).wait(1.0)
+            self.link.stop(timeout=1.0)
+        for thread in self._threads:
+            thread.join(1.0)
+        self.outbox.close()
+        self.sessions_journal.close()
+        self.registry.close()
+        log.info("stopped")
+
+    def summary_line(self) -> str:
+        with self._cameras_lock:
+            docked = sum(1 for c in self._cameras.values() if c.get("docked"))
+        return (f"{docked} docked, {self.slots.active} sessions, "
+                f"outbox {self.outbox.depth}, mqtt "
+                f"{'up' if self.link and self.link.connected else 'down'}")
+
+    def _health_loop(self) -> None:
+        while True:
+            with self._cameras_lock:
+                docked = sum(1 for c in self._cameras.values() if c.get("docked"))
+            payload = health_payload(
+                dock_id=self.config.dock_id, store_dir=self.paths.footage,
+                outbox_depth=self.outbox.depth,
+                oldest_unacked=self.outbox.oldest_pending_created_at, docked=docked,
+                offloading=self.offload_slots.in_use, started=self._started)
+            self.publisher.set_retained(self.topics.health, payload)
+            self._write_status(payload)
+            if self.stopping.wait(self.config.health_interval_s):
+                return
+
+    def _write_status(self, health: dict[str, Any]) -> None:
+        with self._cameras_lock:
+            cameras = dict(self._cameras)
+        atomic_write_json(self.paths.status, {"health": health, "cameras": cameras,
+                                              "summary": self.summary_line()})
+
+    # -- sessions ----------------------------------------------------------------------------
+
+    def _open_transport(self, path: str) -> Transport:
+        return SerialTransport(path)
+
+    def _serve(self, transport: Transport) -> SessionOutcome:
+        return run_session(self, transport)
+
+    def _on_crash(self, slot: str, exc: BaseException) -> None:
+        self.event("session_crashed", None, {"slot": slot, "error": type(exc).__name__,
+                                             "detail": str(exc)[:200]})
+
+    # -- SessionHost -------------------------------------------------------------------------
+
+    def event(self, name: str, camera_uid: bytes | None, details: dict[str, Any]) -> None:
+        payload = event_payload(name, camera_uid, details, dock_id=self.config.dock_id)
+        self.outbox.put("event", self.topics.events, payload, payload["id"])
+        log.info("event %s camera=%s %s", name, camera_uid.hex() if camera_uid else "-",
+                 {k: v for k, v in details.items() if k in ("reason", "reasons", "slot")})
+        self.publisher.poke()
+
+    def camera_status(self, camera_uid: bytes, status: dict[str, Any]) -> None:
+        key = camera_uid.hex()
+        with self._cameras_lock:
+            merged = {**self._cameras.get(key, {}), **status}
+            self._cameras[key] = merged
+        payload = {"type": "camera_status", "schema": SCHEMA, "dock_id": self.config.dock_id,
+                   "camera_uid": key, "updated_at": iso_now(), **merged}
+        self.publisher.set_retained(self.topics.camera(camera_uid), payload)
+
+    def queue_manifest(self, manifest: dict[str, Any], recording_id: bytes) -> None:
+        self.outbox.put("manifest", self.topics.manifests, manifest, manifest["manifest_id"])
+        self.registry.mark_published(manifest["manifest_id"])
+        self.publisher.poke()
+
+    def manifest_acknowledged(self, manifest_id: str) -> bool:
+        if self.outbox.is_pending(manifest_id):
+            return False
+        return all(mid != manifest_id for mid, _ in self.registry.unpublished())
+
+    def record_step(self, session_id: str, step: str, details: dict[str, Any]) -> None:
+        with self._journal_lock:
+            self.sessions_journal.append({"session": session_id, "step": step,
+                                          "at": iso_now(), **details})
+        log.info("session=%s %s %s", session_id, step,
+                 {k: v for k, v in details.items() if k not in ("entries",)})

@@ -1,0 +1,391 @@
+"""One docked camera, from HELLO to unplug (Art. 7 readiness, verified offload, release).
+
+The order is fixed and every step is recorded: identify → authenticate against the enrolled key
+→ measure the clock offset (kept as evidence) → set the clock if the dock's own clock can be
+trusted → verify the residual → status → readiness → offload → event log → release → keep the
+status fresh until the camera leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from firmware_protocol import messages as m
+from firmware_protocol._state import Role
+from firmware_protocol.connection import SUPPORTED_VERSIONS, Connection
+from firmware_protocol.signing import auth_message, load_public_key, verify_signature
+
+from .channel import CameraErrorReply, Channel, ProtocolViolation, SessionError
+from .clock import ClockSample, dock_clock_synchronised, measure_offset, now_us
+from .config import Config, EraseAfter
+from .manifest import build_manifest, sign_manifest
+from .offload import IntegrityError, Offloader
+from .readiness import ReadinessInput, ReadinessThresholds, assess
+from .registry import CameraRecord, Registry
+from .store.footage import FootageStore
+from .transports.base import Transport, TransportError
+
+__all__ = ["SessionEnd", "SessionHost", "SessionOutcome", "run_session"]
+
+log = logging.getLogger(__name__)
+
+_LIST_PAGE = 64
+_LOG_PAGE = 64
+
+
+class SessionEnd(StrEnum):
+    UNPLUGGED = "unplugged"  # transport closed: the camera left (or the line broke)
+    REFUSED = "refused"  # unknown device / failed auth: left untouched, not retried until replug
+    PROTOCOL = "protocol"  # the camera broke the protocol or stopped answering
+    STOPPED = "stopped"  # the agent is shutting down
+
+
+@dataclass
+class SessionOutcome:
+    end: SessionEnd
+    camera_uid: bytes | None = None
+    detail: str = ""
+
+
+class OffloadSlotsLike(Protocol):
+    def __enter__(self) -> None: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+class SessionHost(Protocol):
+    """What a session needs from the daemon around it."""
+
+    config: Config
+    store: FootageStore
+    registry: Registry
+    signing_key: Ed25519PrivateKey
+    stopping: threading.Event
+
+    @property
+    def offload_slots(self) -> OffloadSlotsLike: ...
+
+    def event(self, name: str, camera_uid: bytes | None, details: dict[str, Any]) -> None: ...
+
+    def camera_status(self, camera_uid: bytes, status: dict[str, Any]) -> None: ...
+
+    def queue_manifest(self, manifest: dict[str, Any], recording_id: bytes) -> None: ...
+
+    def manifest_acknowledged(self, manifest_id: str) -> bool: ...
+
+    def record_step(self, session_id: str, step: str, details: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class _Docked:
+    identity: m.Identity
+    record: CameraRecord
+    status: dict[str, Any] = field(default_factory=dict)
+    offset_before: ClockSample | None = None
+    residual: ClockSample | None = None
+    clock_set: bool = False
+    listing: list[m.RecordingInfo] = field(default_factory=list)
+
+
+def run_session(host: SessionHost, transport: Transport, *,
+                status_interval_s: float = 5.0) -> SessionOutcome:
+    """Serve one camera until it leaves, misbehaves or the agent stops. Never raises."""
+    session = _Session(host, transport, status_interval_s)
+    try:
+        return session.run()
+    finally:
+        transport.close()
+
+
+class _Session:
+    def __init__(self, host: SessionHost, transport: Transport, status_interval_s: float) -> None:
+        self.host = host
+        self.cfg = host.config
+        self.transport = transport
+        self.id = os.urandom(8).hex()
+        self.status_interval_s = status_interval_s
+        self.conn = Connection(Role.DOCK, max_payload=self.cfg.chunk_size_serial + 4)
+        self.channel = Channel(transport, self.conn, timeout_s=self.cfg.session_timeout_s)
+        self.uid: bytes | None = None
+
+    def step(self, name: str, **details: Any) -> None:
+        self.host.record_step(self.id, name, {"slot": self.transport.slot,
+                                              "camera_uid": self.uid.hex() if self.uid else None,
+                                              **details})
+
+    def run(self) -> SessionOutcome:
+        try:
+            docked = self._identify()
+            if docked is None:
+                return SessionOutcome(SessionEnd.REFUSED, self.uid)
+            self._dock(docked)
+            self._idle(docked)
+            return SessionOutcome(SessionEnd.STOPPED, self.uid)
+        except TransportError as exc:
+            self.step("unplugged", reason=str(exc))
+            return SessionOutcome(SessionEnd.UNPLUGGED, self.uid, str(exc))
+        except (SessionError, CameraErrorReply) as exc:
+            code = exc.code.name if isinstance(exc, ProtocolViolation) else type(exc).__name__
+            self.step("session_failed", error=str(exc), code=code)
+            self.host.event("protocol_error", self.uid,
+                            {"slot": self.transport.slot, "error": str(exc), "code": code})
+            return SessionOutcome(SessionEnd.PROTOCOL, self.uid, str(exc))
+        finally:
+            if self.uid is not None:
+                self.host.camera_status(self.uid, {"docked": False, "slot": self.transport.slot})
+
+    # -- identify and authenticate -----------------------------------------------------------
+
+    def _identify(self) -> _Docked | None:
+        hello = m.Hello(SUPPORTED_VERSIONS, self.conn.our_max_payload)
+        identity = self.channel.request(hello, m.Identity)
+        self.uid = identity.camera_uid
+        info = {"model": identity.model, "serial": identity.serial,
+                "firmware": identity.firmware, "officer_id": identity.officer_id}
+        self.step("hello", **info)
+        record = self.host.registry.get(identity.camera_uid)
+        if record is None:
+            if self.cfg.enrollment == "trust-on-first-use":
+                record = self.host.registry.enroll(
+                    identity.camera_uid, load_public_key(identity.public_key),
+                    officer_id=identity.officer_id or None, by="trust-on-first-use")
+                self.step("enrolled", by="trust-on-first-use")
+                self.host.event("enrolled", self.uid, {"by": "trust-on-first-use", **info})
+            else:
+                self.step("refused", reason="unknown_device")
+                self.host.event("unknown_device", self.uid, {"slot": self.transport.slot, **info})
+                return None
+        nonce = os.urandom(32)
+        response = self.channel.request(m.AuthChallenge(nonce), m.AuthResponse)
+        if not verify_signature(record.public_key, auth_message(identity.camera_uid, nonce),
+                                response.signature):
+            self.step("refused", reason="auth_failed")
+            self.host.event("auth_failed", self.uid, {"slot": self.transport.slot, **info})
+            return None
+        self.step("authenticated")
+        return _Docked(identity, record)
+
+    # -- the docking sequence ----------------------------------------------------------------
+
+    def _dock(self, d: _Docked) -> None:
+        self._clock(d)
+        self._refresh_status(d)
+        d.listing = self._list()
+        self._publish_readiness(d, announce=True)
+        self._offload(d)
+        self._pull_event_log(d)
+        self._release(d)
+        self._refresh_status(d)
+        d.listing = self._list()
+        self._publish_readiness(d, announce=False)
+
+    def _clock(self, d: _Docked) -> None:
+        ccfg = self.cfg.clock
+        d.offset_before = measure_offset(self.channel)
+        trusted = not ccfg.require_ntp_sync or dock_clock_synchronised()
+        self.step("clock_measured", offset_ms=d.offset_before.offset_ms,
+                  rtt_us=d.offset_before.rtt_us, dock_clock_trusted=trusted)
+        if not trusted:
+            d.residual = d.offset_before
+            self.step("clock_not_set", reason="dock clock not synchronised")
+            return
+        for attempt in range(1, ccfg.sync_attempts + 1):
+            estimate = d.residual or d.offset_before
+            # Aim at the moment the camera applies it: half a round trip from now.
+            self.channel.request(m.SetTime(now_us() + estimate.rtt_us // 2), m.TimeSet)
+            d.residual = measure_offset(self.channel)
+            d.clock_set = True
+            self.step("clock_set", attempt=attempt, residual_ms=d.residual.offset_ms)
+            if abs(d.residual.offset_us) <= ccfg.max_residual_ms * 1000:
+                return
+        log.warning("camera=%s residual offset %d ms after %d attempts", self.uid and
+                    self.uid.hex(), d.residual.offset_ms if d.residual else -1,
+                    ccfg.sync_attempts)
+
+    def _refresh_status(self, d: _Docked) -> None:
+        st = self.channel.request(m.GetStatus(), m.Status)
+        d.status = {
+            "battery_pct": st.battery_pct, "charging": st.charging,
+            "storage_total": st.storage_total, "storage_free": st.storage_free,
+            "bitrate_bps": st.bitrate_bps, "self_test_ok": st.self_test_ok,
+            "fault_codes": list(st.fault_codes), "camera_clock_ms": st.clock_ms,
+            "recording": st.recording,
+        }
+
+    def _list(self) -> list[m.RecordingInfo]:
+        entries: list[m.RecordingInfo] = []
+        while True:
+            page = self.channel.request(m.ListRecordings(len(entries), _LIST_PAGE),
+                                        m.RecordingList)
+            entries.extend(page.entries)
+            if len(entries) >= page.total or not page.entries:
+                return entries
+
+    def _pending(self, d: _Docked) -> list[m.RecordingInfo]:
+        record = self.host.registry.get(d.identity.camera_uid) or d.record
+        return [r for r in d.listing if r.sealed and not self.host.store.is_stored(r.recording_id)
+                and r.recording_id.hex() not in record.quarantined]
+
+    def _publish_readiness(self, d: _Docked, *, announce: bool,
+                           offload: dict[str, int] | None = None) -> None:
+        st = d.status
+        readiness = assess(ReadinessInput(
+            battery_pct=st["battery_pct"], storage_free_bytes=st["storage_free"],
+            bitrate_bps=st["bitrate_bps"], self_test_ok=st["self_test_ok"],
+            fault_codes=tuple(st["fault_codes"]),
+            clock_residual_ms=d.residual.offset_ms if d.residual else None,
+            clock_set=d.clock_set,
+            pending_recordings=len([r for r in d.listing if r.sealed
+                                    and not self.host.store.is_stored(r.recording_id)]),
+        ), ReadinessThresholds.from_config(self.cfg.readiness))
+        reasons = [str(r) for r in readiness.reasons]
+        status = {
+            "docked": True, "slot": self.transport.slot, "model": d.identity.model,
+            "serial": d.identity.serial, "firmware": d.identity.firmware,
+            "officer_id": d.record.officer_id, **st,
+            "clock_offset_before_ms": d.offset_before.offset_ms if d.offset_before else None,
+            "clock_residual_ms": d.residual.offset_ms if d.residual else None,
+            "clock_set": d.clock_set, "ready": readiness.ready, "reasons": reasons,
+            "offload": offload or self._progress_summary(d),
+        }
+        self.host.camera_status(d.identity.camera_uid, status)
+        if announce:
+            self.step("readiness", ready=readiness.ready, reasons=reasons)
+            if not readiness.ready:
+                self.host.event("not_ready", self.uid, {"reasons": reasons,
+                                                        "slot": self.transport.slot})
+
+    def _progress_summary(self, d: _Docked, done_bytes: int | None = None) -> dict[str, int]:
+        sealed = [r for r in d.listing if r.sealed]
+        stored = [r for r in sealed if self.host.store.is_stored(r.recording_id)]
+        return {"recordings_total": len(sealed), "recordings_stored": len(stored),
+                "bytes_total": sum(r.size for r in sealed),
+                "bytes_stored": done_bytes if done_bytes is not None
+                else sum(r.size for r in stored)}
+
+    # -- offload -----------------------------------------------------------------------------
+
+    def _offload(self, d: _Docked) -> None:
+        pending = self._pending(d)
+        if not pending:
+            return
+        with self.host.offload_slots:
+            base = sum(r.size for r in d.listing if r.sealed
+                       and self.host.store.is_stored(r.recording_id))
+            last_report = [0.0]
+
+            def progress(rid: bytes, done_in_recording: int) -> None:
+                now = time.monotonic()
+                if now - last_report[0] >= 1.0:
+                    last_report[0] = now
+                    summary = self._progress_summary(d, base + done_in_recording)
+                    self._publish_readiness(d, announce=False, offload=summary)
+
+            offloader = Offloader(self.channel, self.host.store, d.identity.camera_uid,
+                                  d.record.public_key, progress=progress)
+            for info in pending:
+                if self.host.stopping.is_set():
+                    return
+                self._offload_one(d, offloader, info)
+                base += info.size
+
+    def _offload_one(self, d: _Docked, offloader: Offloader, info: m.RecordingInfo) -> None:
+        rid = info.recording_id
+        meta = {"camera_uid": d.identity.camera_uid.hex(), "recording_id": rid.hex(),
+                "size": info.size, "chunk_size": info.chunk_size,
+                "chunk_count": info.chunk_count, "media": int(info.media),
+                "started_ms": info.started_ms, "ended_ms": info.ended_ms,
+                "session": self.id, "slot": self.transport.slot}
+        self.step("offload_start", recording_id=rid.hex(), size=info.size)
+        try:
+            partial, result = offloader.pull(info, meta)
+        except IntegrityError as exc:
+            self._quarantine(d, rid, exc)
+            return
+        with partial:
+            offset = d.offset_before.offset_ms if d.offset_before else 0
+            manifest = sign_manifest(build_manifest(
+                dock_id=self.cfg.dock_id, unit=self.cfg.unit, camera_uid=d.identity.camera_uid,
+                officer_id=d.record.officer_id, seal=result.seal_message,
+                seal_signature=result.seal_signature, chunks=result.chunks,
+                clock_offset_ms=offset, stored_at_ms=time.time_ns() // 1_000_000,
+            ), self.host.signing_key)
+            self.host.registry.mark_unpublished(manifest["manifest_id"], rid)
+            partial.finalise(result.seal_message, result.seal_signature, manifest)
+        self.host.queue_manifest(manifest, rid)
+        self.step("stored", recording_id=rid.hex(), manifest_id=manifest["manifest_id"],
+                  fetched=result.fetched_bytes)
+
+    def _quarantine(self, d: _Docked, rid: bytes, exc: IntegrityError) -> None:
+        where = self.host.store.quarantine(rid, str(exc))
+        self.host.registry.add_quarantined(d.identity.camera_uid, rid)
+        self.step("quarantined", recording_id=rid.hex(), reason=exc.reason.value,
+                  detail=exc.detail)
+        self.host.event("integrity_failure", self.uid, {
+            "recording_id": rid.hex(), "reason": exc.reason.value, "detail": exc.detail,
+            "chunk_index": exc.index, "quarantine": where.name,
+        })
+
+    # -- event log, release, idle ------------------------------------------------------------
+
+    def _pull_event_log(self, d: _Docked) -> None:
+        record = self.host.registry.get(d.identity.camera_uid) or d.record
+        since = record.last_log_seq + 1 if record.last_log_seq else 0
+        entries: list[m.LogEntry] = []
+        while True:
+            page = self.channel.request(m.GetEventLog(since, _LOG_PAGE), m.EventLog)
+            entries.extend(page.entries)
+            if not page.more or not page.entries:
+                break
+            since = page.entries[-1].seq + 1
+        self.step("event_log", entries=[
+            {"seq": e.seq, "at_ms": e.at_ms, "kind": e.kind.name.lower(),
+             "recording_id": e.recording_id.hex() if any(e.recording_id) else None,
+             "detail": e.detail} for e in entries])
+        if entries:
+            self.host.registry.set_last_log_seq(d.identity.camera_uid, entries[-1].seq)
+
+    def _releasable(self, d: _Docked) -> list[m.RecordingInfo]:
+        policy = self.cfg.erase_after
+        if policy == EraseAfter.NEVER:
+            return []
+        out = []
+        for info in d.listing:
+            stored = self.host.store.stored(info.recording_id)
+            manifest = stored.manifest if stored is not None else None
+            if manifest is None:
+                continue
+            if policy == EraseAfter.ACKNOWLEDGED and not self.host.manifest_acknowledged(
+                    manifest["manifest_id"]):
+                continue
+            out.append(info)
+        return out
+
+    def _release(self, d: _Docked) -> None:
+        released = False
+        for info in self._releasable(d):
+            reply = self.channel.request(m.Release(info.recording_id), m.Released)
+            self.step("released", recording_id=info.recording_id.hex(),
+                      freed_bytes=reply.freed_bytes)
+            released = True
+        if released:
+            d.listing = self._list()
+
+    def _idle(self, d: _Docked) -> None:
+        stop: Callable[[float], bool] = self.host.stopping.wait
+        while not stop(self.status_interval_s):
+            self._refresh_status(d)
+            if self._releasable(d):
+                self._release(d)
+            if self._pending(d):
+                self._offload(d)
+            self._publish_readiness(d, announce=False)

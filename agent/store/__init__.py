@@ -1,0 +1,3 @@
+"""Durable local storage: encrypted footage, keys, journals and small state."""
+
+__all__: list[str] = []

@@ -1,0 +1,71 @@
+"""Small, bounded, mutable agent state in TinyDB, stored crash-safely.
+
+Only for state that is rewritten whole and stays small (per-camera bookkeeping, counters,
+settings learned at run time). Unbounded histories belong in `agent.store.journal`, and
+nothing about footage progress lives here: that is derived from the footage files themselves.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tinydb import TinyDB
+from tinydb.storages import Storage
+
+from agent.store.durable import atomic_write_bytes, ensure_dir, remove_stale_temps
+from agent.store.errors import CorruptStoreError
+
+__all__ = ["AtomicJSONStorage", "open_state"]
+
+
+class AtomicJSONStorage(Storage):
+    """TinyDB storage that replaces its JSON file atomically on every write.
+
+    TinyDB's own `JSONStorage` seeks to 0, overwrites the file in place and truncates
+    afterwards: a crash or power loss in between leaves a file that mixes old and new bytes
+    (or is empty) and no longer parses, i.e. all state is lost. Here every `write()` goes
+    through `atomic_write_bytes` (temp → fsync → rename → fsync dir).
+
+    Promise after `write()` returns: the new state survives power loss; a crash at any point
+    leaves either the complete previous state or the complete new state.
+    """
+
+    def __init__(self, path: str | Path, **_ignored: Any) -> None:
+        super().__init__()
+        self.path = Path(path)
+        ensure_dir(self.path.parent)
+        remove_stale_temps(self.path.parent, self.path.name)
+
+    def read(self) -> dict[str, dict[str, Any]] | None:
+        """Return the stored state, or None if the file does not exist yet.
+
+        An existing but empty or unparseable file raises `CorruptStoreError`: with atomic
+        writes that cannot come from a crash, and silently starting over would hide it.
+        """
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise CorruptStoreError(f"state file does not parse: {exc}", path=self.path) from exc
+        if not isinstance(data, dict):
+            raise CorruptStoreError("state file is not a JSON object", path=self.path)
+        return data
+
+    def write(self, data: dict[str, dict[str, Any]]) -> None:
+        """Atomically replace the state file with `data` (see the class docstring)."""
+        # Not canonical JSON: sorting keys would reorder TinyDB's documents ("10" < "9").
+        raw = json.dumps(data, ensure_ascii=True, allow_nan=False).encode("ascii")
+        atomic_write_bytes(self.path, raw)
+
+    def close(self) -> None:
+        """Nothing to release: no handle is kept open between writes."""
+
+
+def open_state(path: Path) -> TinyDB:
+    """Open (or lazily create, on first write) a TinyDB at `path` with atomic storage."""
+    return TinyDB(path, storage=AtomicJSONStorage)

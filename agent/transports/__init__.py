@@ -1,0 +1,1 @@
+"""Byte transports to a docked camera (serial, USB) and their hot-plug discovery."""
