@@ -51,6 +51,12 @@ TRANSITIONS: dict[tuple[State, Role, Input], State] = {
     (S.AWAIT_IDENTITY, _C, m.Identity): S.IDENTIFIED,
     (S.AWAIT_IDENTITY, _C, m.Error): S.HANDSHAKE,
     (S.IDENTIFIED, _D, m.AuthChallenge): S.AWAIT_AUTH,
+    # A dock whose IDENTITY or AUTH_RESPONSE was lost on the line cancels and asks again; the
+    # camera, which already answered, must accept the repeat. HELLO in READY restarts the session
+    # (authentication included).
+    (S.IDENTIFIED, _D, m.Hello): S.AWAIT_IDENTITY,
+    (S.READY, _D, m.Hello): S.AWAIT_IDENTITY,
+    (S.READY, _D, m.AuthChallenge): S.AWAIT_AUTH,
     (S.AWAIT_AUTH, _C, m.AuthResponse): S.READY,
     (S.AWAIT_AUTH, _C, m.Error): S.IDENTIFIED,
     (S.READY, _D, m.GetStatus): S.AWAIT_STATUS,

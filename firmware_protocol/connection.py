@@ -35,7 +35,9 @@ __all__ = [
     "EndOfChunk",
     "Event",
     "NeedData",
+    "Role",
     "StaleFrame",
+    "State",
 ]
 
 SUPPORTED_VERSIONS = (PROTOCOL_VERSION,)
@@ -137,12 +139,14 @@ class Connection:
         if item is None:
             return NEED_DATA
         if isinstance(item, FrameError):
-            if item.kind in _LOSSY and self.role is Role.DOCK and self._request is not None:
+            if (item.kind in _LOSSY and self.role is Role.DOCK and self._request is not None
+                    and item.seq in (None, self._request_seq)):
                 self._damaged = True
             return item
         try:
             return self._receive_frame(item)
         except RemoteProtocolError as exc:
+            exc.frame_type, exc.frame_seq = item.type, item.seq
             if self.role is Role.DOCK:
                 self._error = exc  # a camera that breaks the protocol gets no second chance
             else:
@@ -256,8 +260,9 @@ class Connection:
             seq = self._seq
         else:
             seq = self._request_seq or 0
-            self._check_camera_reply(msg)
         frame = encode_frame(msg.TYPE, seq, msg.encode(), self._max_payload)
+        if self.role is Role.CAMERA:
+            self._check_camera_reply(msg)  # after encoding: a refused frame changes nothing
         self.state = new_state
         if self.role is Role.DOCK:
             self._request, self._request_seq, self._damaged = msg, seq, False
@@ -309,4 +314,7 @@ class Connection:
         self._damaged = False
         self._chunk_remaining = 0
         self._pending_end = None
+        # Whatever is buffered arrived before the next request exists, so it cannot be part of
+        # the next reply; a truncated frame left here would otherwise damage that reply too.
+        self._decoder.discard()
 

@@ -36,6 +36,10 @@ class ProtocolError(Exception):
     def __init__(self, message: str, code: ErrorCode = ErrorCode.MALFORMED) -> None:
         super().__init__(message)
         self.code = code
+        # Set by Connection.next_event for errors about a received frame, so that a camera can
+        # fill ERROR.request_type and reply with the frame's sequence number.
+        self.frame_type: int | None = None
+        self.frame_seq: int | None = None
 
     def __str__(self) -> str:
         return f"{self.args[0]} [{self.code.name}]"

@@ -70,6 +70,7 @@ class FrameError:
     kind: FrameErrorKind
     skipped: int
     detail: str = ""
+    seq: int | None = None  # known when the header CRC held (too_large, bad_crc)
 
 
 def encode_frame(msg_type: int, seq: int, payload: bytes, max_payload: int) -> bytes:
@@ -122,8 +123,8 @@ class FrameDecoder:
         buf = self._buf
         pos = self._pos
         end = self._end
-        if end - pos < 2:
-            return None
+        if end - pos < 2 and (end == pos or buf[pos] == 0xB7):
+            return None  # a lone byte is kept only if it may start a marker
         if buf[pos] != 0xB7 or buf[pos + 1] != 0xC3:
             found = buf.find(MAGIC, pos, end)
             if found < 0:
@@ -146,7 +147,8 @@ class FrameDecoder:
             # Rejected before buffering the body: skip only the header and hunt on.
             self._consume(pos + HEADER_SIZE)
             return FrameError(
-                FrameErrorKind.TOO_LARGE, HEADER_SIZE, f"length {length} > {self.max_payload}"
+                FrameErrorKind.TOO_LARGE, HEADER_SIZE, f"length {length} > {self.max_payload}",
+                seq,
             )
         total = HEADER_SIZE + length + TRAILER_SIZE
         if end - pos < total:
@@ -161,9 +163,13 @@ class FrameDecoder:
             # The body may hold the start of the next frame (truncated frame): resume just
             # past this marker rather than past the declared length.
             self._consume(pos + 1)
-            return FrameError(FrameErrorKind.BAD_CRC, 1, f"type {msg_type} seq {seq}")
+            return FrameError(FrameErrorKind.BAD_CRC, 1, f"type {msg_type} seq {seq}", seq)
         self._consume(pos + total)
         return Frame(msg_type, seq, payload)
+
+    def discard(self) -> None:
+        """Drop everything buffered (the dock abandoned the reply it belonged to)."""
+        self._pos = self._end = 0
 
     def _consume(self, new_pos: int) -> None:
         if new_pos >= self._end:

@@ -17,7 +17,8 @@ from .frames import ABS_MAX_PAYLOAD, INITIAL_MAX_PAYLOAD
 from .signing import CHUNK_MESSAGE_SIZE, SEAL_MESSAGE_SIZE, ChunkMessage, Media, SealMessage
 
 __all__ = [
-    "MAX_CHUNK_SIZE", "MAX_STRING", "MESSAGE_TYPES", "AuthChallenge", "AuthResponse",
+    "LOG_ENTRY_FIXED_SIZE", "MAX_CHUNK_SIZE", "MAX_STRING", "MESSAGE_TYPES",
+    "RECORDING_INFO_SIZE", "AuthChallenge", "AuthResponse",
     "ChunkData", "ChunkHeader", "Error", "EventKind", "EventLog", "GetEventLog", "GetSeal",
     "GetStatus", "Hello", "Identity", "ListRecordings", "LogEntry", "Message", "ReadChunk",
     "RecordingInfo", "RecordingList", "Release", "Released", "Seal", "SetTime", "Status",
@@ -26,8 +27,8 @@ __all__ = [
 
 MAX_STRING = 1024  # bytes of UTF-8 in any string field
 MAX_CHUNK_SIZE = 16 * 1024 * 1024
-RECORDING_INFO_SIZE = 50
-LOG_ENTRY_FIXED_SIZE = 31
+RECORDING_INFO_SIZE = 50  # bytes per RecordingList entry: fit pages to the frame size
+LOG_ENTRY_FIXED_SIZE = 31  # bytes per LogEntry before its detail string's UTF-8 bytes
 
 
 class EventKind(IntEnum):

@@ -1,0 +1,1 @@
+"""Tests of the reference camera emulator (camsim)."""
