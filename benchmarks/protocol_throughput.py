@@ -19,15 +19,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "protocol"))
-
-from helpers import CAMERA_KEY, identity, make_recording
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.memory import tune_malloc
 from firmware_protocol import messages as m
 from firmware_protocol._state import Role
 from firmware_protocol.connection import NEED_DATA, Connection, EndOfChunk
 from firmware_protocol.signing import ZERO_DIGEST, ChunkMessage, verify_signature
+from tests.protocol.helpers import CAMERA_KEY, identity, make_recording
 
 MIB = 1024 * 1024
 

@@ -43,8 +43,10 @@ __all__ = [
 SUPPORTED_VERSIONS = (PROTOCOL_VERSION,)
 DEFAULT_MAX_PAYLOAD = 256 * 1024
 
-# Frame errors that may have swallowed a whole frame (garbage alone never does).
+# Frame errors that may have swallowed a whole frame. Garbage may too, when the frame's start
+# marker was the damaged part: a run of garbage at least as long as the smallest frame counts.
 _LOSSY = frozenset({FrameErrorKind.BAD_HEADER, FrameErrorKind.BAD_CRC, FrameErrorKind.TOO_LARGE})
+_MIN_FRAME = HEADER_SIZE + TRAILER_SIZE
 
 
 class NeedData(Enum):
@@ -101,6 +103,8 @@ class Connection:
         self._chunk_remaining = 0
         self._chunk_offset = 0
         self._pending_end: EndOfChunk | None = None
+        self._garbage_run = 0  # unexplained garbage bytes since the last good frame
+        self._garbage_explained = False
 
     # -- properties --------------------------------------------------------------------------
 
@@ -139,10 +143,20 @@ class Connection:
         if item is None:
             return NEED_DATA
         if isinstance(item, FrameError):
-            if (item.kind in _LOSSY and self.role is Role.DOCK and self._request is not None
-                    and item.seq in (None, self._request_seq)):
+            if item.kind is FrameErrorKind.GARBAGE:
+                # Garbage right after a bad frame of a known, other request is that frame's
+                # body being skipped; otherwise it may be a frame whose marker was hit.
+                if not self._garbage_explained:
+                    self._garbage_run += item.skipped
+                lossy = self._garbage_run >= _MIN_FRAME
+            else:
+                lossy = item.kind in _LOSSY and item.seq in (None, self._request_seq)
+                self._garbage_explained = item.seq is not None and not lossy
+            if lossy and self.role is Role.DOCK and self._request is not None:
                 self._damaged = True
             return item
+        self._garbage_run = 0
+        self._garbage_explained = False
         try:
             return self._receive_frame(item)
         except RemoteProtocolError as exc:
@@ -255,6 +269,7 @@ class Connection:
             raise LocalProtocolError(
                 f"cannot send {type(msg).__name__} in state {self.state.value}", ErrorCode.BAD_STATE
             )
+        self._check_our_limits(msg)
         if self.role is Role.DOCK:
             self._seq = (self._seq % 0xFFFF) + 1  # 1..65535; 0 is never a request
             seq = self._seq
@@ -277,6 +292,17 @@ class Connection:
             if self.state in STABLE_STATES:
                 self._request = None
         return frame
+
+    def _check_our_limits(self, msg: m.Message) -> None:
+        """HELLO/IDENTITY may only offer what this connection was built to accept."""
+        if isinstance(msg, m.Hello | m.Identity):
+            offered = msg.versions if isinstance(msg, m.Hello) else (msg.version,)
+            if not set(offered) <= set(self.versions):
+                raise LocalProtocolError(f"version(s) {offered} not in {self.versions}")
+            if msg.max_payload > self.our_max_payload:
+                raise LocalProtocolError(
+                    f"max_payload {msg.max_payload} above this connection's {self.our_max_payload}"
+                )
 
     def _check_camera_reply(self, msg: m.Message) -> None:
         if isinstance(msg, m.Identity):
@@ -314,6 +340,8 @@ class Connection:
         self._damaged = False
         self._chunk_remaining = 0
         self._pending_end = None
+        self._garbage_run = 0
+        self._garbage_explained = False
         # Whatever is buffered arrived before the next request exists, so it cannot be part of
         # the next reply; a truncated frame left here would otherwise damage that reply too.
         self._decoder.discard()

@@ -9,10 +9,12 @@ Header (14 bytes, big-endian)::
     6  length   4  payload length
    10  hcrc     4  CRC-32 of bytes 0..9
 
-then ``length`` payload bytes and a CRC-32 of the payload (4 bytes). CRC-32 is the IEEE 802.3
-polynomial (zlib's). The header has its own CRC so that a decoder hunting through garbage never
-trusts a length it found by accident: a bogus length would otherwise make it wait for, and
-swallow, up to one maximum frame of good data.
+then ``length`` payload bytes and a CRC-32 over the whole frame before it (header, header CRC and
+payload; 4 bytes). CRC-32 is the IEEE 802.3 polynomial (zlib's). The header has its own CRC so
+that a decoder hunting through garbage never trusts a length it found by accident: a bogus length
+would otherwise make it wait for, and swallow, up to one maximum frame of good data. The trailer
+covers the header too, so that the header of one frame and the body of another (bytes lost in
+between) never combine into a frame that passes both checks.
 """
 
 from __future__ import annotations
@@ -80,9 +82,8 @@ def encode_frame(msg_type: int, seq: int, payload: bytes, max_payload: int) -> b
             ErrorCode.FRAME_TOO_LARGE,
         )
     head = _HEAD.pack(MAGIC, PROTOCOL_VERSION, msg_type, seq & 0xFFFF, len(payload))
-    return b"".join(
-        (head, _U32.pack(zlib.crc32(head)), payload, _U32.pack(zlib.crc32(payload)))
-    )
+    head += _U32.pack(zlib.crc32(head))
+    return b"".join((head, payload, _U32.pack(zlib.crc32(payload, zlib.crc32(head)))))
 
 
 class FrameDecoder:
@@ -156,7 +157,9 @@ class FrameDecoder:
         body = pos + HEADER_SIZE
         with memoryview(buf) as view:
             payload_view = view[body : body + length]
-            crc_ok = zlib.crc32(payload_view) == _U32.unpack_from(buf, body + length)[0]
+            head_crc = zlib.crc32(view[pos:body])
+            crc_ok = (zlib.crc32(payload_view, head_crc)
+                      == _U32.unpack_from(buf, body + length)[0])
             payload = bytes(payload_view) if crc_ok else b""
             payload_view.release()
         if not crc_ok:

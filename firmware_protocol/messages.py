@@ -60,7 +60,13 @@ def _blob(name: str, v: bytes, size: int) -> None:
 
 
 def _text(name: str, v: str) -> None:
-    if not isinstance(v, str) or len(v.encode("utf-8")) > MAX_STRING:
+    if not isinstance(v, str):
+        raise _bad(f"{name} must be a string")
+    try:
+        size = len(v.encode("utf-8"))
+    except UnicodeEncodeError:  # lone surrogates, e.g. from a surrogateescape'd argv
+        raise _bad(f"{name} is not encodable as UTF-8") from None
+    if size > MAX_STRING:
         raise _bad(f"{name} must be a string of at most {MAX_STRING} UTF-8 bytes")
 
 

@@ -121,7 +121,7 @@ def test_unsupported_version_then_a_good_hello() -> None:
     error = reply(session, dock, m.Hello((7,), 65536))
     assert isinstance(error, m.Error) and error.code == ErrorCode.VERSION_UNSUPPORTED
     assert dock.state is State.HANDSHAKE
-    dock = Connection(Role.DOCK)
+    dock = Connection(Role.DOCK, versions=(7, 1))
     assert isinstance(reply(session, dock, m.Hello((7, 1), 4096)), m.Identity)
 
 

@@ -1,6 +1,6 @@
 """Worked examples for docs/protocol.md, generated from the code.
 
-``python tests/protocol/doc_examples.py --write`` rewrites the example blocks in the doc;
+``python -m tests.protocol.doc_examples --write`` rewrites the example blocks in the doc;
 ``tests/protocol/test_protocol_doc.py`` fails when the doc and the code disagree.
 """
 
@@ -10,13 +10,12 @@ import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from helpers import CAMERA_KEY, CAMERA_UID, make_recording
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script from anywhere
 
 from firmware_protocol import messages as m
 from firmware_protocol.frames import encode_frame
 from firmware_protocol.signing import auth_message, public_key_raw
+from tests.protocol.helpers import CAMERA_KEY, CAMERA_UID, make_recording
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 BLOCK = re.compile(r"<!-- example: (?P<name>[a-z_]+) -->\n```\n(?P<body>.*?)```\n", re.S)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from doc_examples import BLOCK, DOC, examples, render
+from tests.protocol.doc_examples import BLOCK, DOC, examples, render
 
 
 def test_every_example_in_the_doc_matches_the_code() -> None:
     doc = DOC.read_text()
     found = {match["name"]: match["body"] for match in BLOCK.finditer(doc)}
     assert set(found) == set(examples()), "doc and generator list different examples"
-    assert render(doc) == doc, "run: python tests/protocol/doc_examples.py --write"
+    assert render(doc) == doc, "run: python -m tests.protocol.doc_examples --write"
 
 
 def test_doc_lists_every_message_type() -> None:
