@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import fcntl
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ from firmware_protocol.signing import load_public_key
 from .config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from .manifest import ManifestError, verify_footage, verify_manifest
 from .registry import Registry
+from .store.durable import ensure_dir
 from .store.errors import StoreError
 from .store.footage import FootageStore
 from .store.journal import Journal
@@ -58,9 +60,20 @@ def _stored(cfg: Config, rid_hex: str) -> tuple[FootageStore, bytes]:
 
 def _audit(cfg: Config, action: str, **details: object) -> None:
     """Append-only, hash-chained record of access to footage (Art. 18)."""
-    with Journal(cfg.state_dir / "journal" / "audit") as journal:
-        journal.append({"action": action, "by": os.environ.get("SUDO_USER")
-                        or os.environ.get("USER", "?"), "pid": os.getpid(), **details})
+    directory = cfg.state_dir / "journal" / "audit"
+    ensure_dir(directory.parent)
+    # A Journal has one owner at a time and refuses a second one at once; CLI commands run by
+    # several operators (or scripts) at the same moment take turns here instead of failing
+    # after their action was done but before it was audited.
+    fd = os.open(directory.parent / "audit.cli.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with Journal(directory) as journal:
+            journal.append({"action": action, "by": os.environ.get("SUDO_USER")
+                            or os.environ.get("USER", "?"), "pid": os.getpid(), **details})
+    finally:
+        os.close(fd)
 
 
 # -- subcommands -----------------------------------------------------------------------------

@@ -194,24 +194,34 @@ class Agent:
                 f"{'up' if self.link and self.link.connected else 'down'}")
 
     def _health_loop(self) -> None:
+        """Health on MQTT every ``health_interval_s``; status.json (for ``dock-agent status``)
+        within a second of a change, so the local view is never a minute stale."""
+        next_health = 0.0
+        last_written: dict[str, Any] | None = None
+        health: dict[str, Any] = {}
         while True:
+            now = time.monotonic()
+            if now >= next_health:
+                health = self._health()
+                self.publisher.set_retained(self.topics.health, health)
+                next_health = now + self.config.health_interval_s
             with self._cameras_lock:
-                docked = sum(1 for c in self._cameras.values() if c.get("docked"))
-            payload = health_payload(
-                dock_id=self.config.dock_id, store_dir=self.paths.footage,
-                outbox_depth=self.outbox.depth,
-                oldest_unacked=self.outbox.oldest_pending_created_at, docked=docked,
-                offloading=self.offload_slots.in_use, started=self._started)
-            self.publisher.set_retained(self.topics.health, payload)
-            self._write_status(payload)
-            if self.stopping.wait(self.config.health_interval_s):
+                cameras = {k: dict(v) for k, v in self._cameras.items()}
+            snapshot = {"health": health, "cameras": cameras, "summary": self.summary_line()}
+            if snapshot != last_written:
+                atomic_write_json(self.paths.status, snapshot)
+                last_written = snapshot
+            if self.stopping.wait(1.0):
                 return
 
-    def _write_status(self, health: dict[str, Any]) -> None:
+    def _health(self) -> dict[str, Any]:
         with self._cameras_lock:
-            cameras = dict(self._cameras)
-        atomic_write_json(self.paths.status, {"health": health, "cameras": cameras,
-                                              "summary": self.summary_line()})
+            docked = sum(1 for c in self._cameras.values() if c.get("docked"))
+        return health_payload(
+            dock_id=self.config.dock_id, store_dir=self.paths.footage,
+            outbox_depth=self.outbox.depth,
+            oldest_unacked=self.outbox.oldest_pending_created_at, docked=docked,
+            offloading=self.offload_slots.in_use, started=self._started)
 
     # -- sessions ----------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from tinydb import Query
 
 from firmware_protocol.signing import load_public_key, public_key_raw
 
+from .store.durable import ensure_dir
 from .store.state import open_state
 
 __all__ = ["CameraRecord", "Registry"]
@@ -79,11 +80,15 @@ class Registry:
     """Thread- and process-safe access to the camera registry."""
 
     def __init__(self, path: Path) -> None:
-        self._db = open_state(path)
+        ensure_dir(path.parent)
+        self._lock = _Lock(path.with_name(path.name + ".lock"))
+        # Opening the storage removes stale temp files: only under the lock, or it deletes the
+        # temp file of a write that another process (daemon or CLI) is making right now.
+        with self._lock:
+            self._db = open_state(path)
         # cache_size=0: another process (the CLI) may change the file under us.
         self._cameras = self._db.table("cameras", cache_size=0)
         self._unpublished = self._db.table("unpublished", cache_size=0)
-        self._lock = _Lock(path.with_name(path.name + ".lock"))
 
     def close(self) -> None:
         with self._lock:

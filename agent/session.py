@@ -116,6 +116,11 @@ class _Session:
         self.conn = Connection(Role.DOCK, max_payload=self.cfg.chunk_size_serial + 4)
         self.channel = Channel(transport, self.conn, timeout_s=self.cfg.session_timeout_s)
         self.uid: bytes | None = None
+        # May this session publish the camera's status? Only once the device proved it holds
+        # the enrolled key, or when nobody is enrolled under that uid (docs/mqtt.md: a refused
+        # unknown device gets docked/slot). A device announcing an enrolled uid without proving
+        # it must not touch that camera's status (e.g. mark it undocked from another slot).
+        self.may_report = False
 
     def step(self, name: str, **details: Any) -> None:
         self.host.record_step(self.id, name, {"slot": self.transport.slot,
@@ -140,7 +145,7 @@ class _Session:
                             {"slot": self.transport.slot, "error": str(exc), "code": code})
             return SessionOutcome(SessionEnd.PROTOCOL, self.uid, str(exc))
         finally:
-            if self.uid is not None:
+            if self.uid is not None and self.may_report:
                 self.host.camera_status(self.uid, {"docked": False, "slot": self.transport.slot})
 
     # -- identify and authenticate -----------------------------------------------------------
@@ -161,6 +166,7 @@ class _Session:
                 self.step("enrolled", by="trust-on-first-use")
                 self.host.event("enrolled", self.uid, {"by": "trust-on-first-use", **info})
             else:
+                self.may_report = True
                 self.step("refused", reason="unknown_device")
                 self.host.event("unknown_device", self.uid, {"slot": self.transport.slot, **info})
                 return None
@@ -171,6 +177,7 @@ class _Session:
             self.step("refused", reason="auth_failed")
             self.host.event("auth_failed", self.uid, {"slot": self.transport.slot, **info})
             return None
+        self.may_report = True
         self.step("authenticated")
         return _Docked(identity, record)
 
@@ -386,6 +393,7 @@ class _Session:
             self._refresh_status(d)
             if self._releasable(d):
                 self._release(d)
+                self._refresh_status(d)  # the release freed storage: publish what is true now
             if self._pending(d):
                 self._offload(d)
             self._publish_readiness(d, announce=False)

@@ -220,7 +220,7 @@ class PartialRecording(_Recording):
 
     def finalise(self, seal_message: bytes, seal_signature: bytes,
                  manifest: dict[str, Any] | None = None) -> StoredRecording:
-        """Commit the complete recording: write the seal (and manifest), then move it.
+        """Commit the complete recording: write the manifest (if any) and the seal, then move it.
 
         Promise on return: the recording is stored and survives power loss. A crash part-way
         leaves a complete partial that `finalise` (after `open_partial`) or
@@ -230,10 +230,12 @@ class PartialRecording(_Recording):
         if self.next_index != self.chunk_count:
             raise StoreError(f"recording {self.recording_id.hex()}: {self.next_index} of "
                              f"{self.chunk_count} chunks stored, cannot finalise")
-        atomic_write_json(self.directory / _SEAL, {"seal_message": seal_message.hex(),
-                                                   "seal_signature": seal_signature.hex()})
+        # The manifest first: the seal file is what `recover` takes as "finalise was entered",
+        # and a recording it promotes without its manifest would never be published.
         if manifest is not None:
             atomic_write_json(self.directory / _MANIFEST, manifest)
+        atomic_write_json(self.directory / _SEAL, {"seal_message": seal_message.hex(),
+                                                   "seal_signature": seal_signature.hex()})
         self.close()
         return self._store._promote(self.recording_id)
 

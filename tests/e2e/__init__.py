@@ -1,0 +1,1 @@
+"""End-to-end tests: real camsim processes on ptys, the real agent daemon, a real Mosquitto."""

@@ -1,0 +1,39 @@
+"""The broker is down while recordings are offloaded; once it is back, every manifest arrives."""
+
+from __future__ import annotations
+
+from tests.e2e.harness import Harness, assert_contiguous, make_media, sha256_hex
+from tests.helpers import Mosquitto
+
+K = 1024
+
+
+def test_manifests_made_while_the_broker_is_down_arrive_after_it_returns(
+    e2e: Harness, mosquitto: Mosquitto
+) -> None:
+    cam = e2e.camera("patient", media=make_media([200 * K, 130 * K + 1, 64 * K]), start=False)
+    cam.create_key()
+    agent = e2e.make_agent(mosquitto)
+    agent.enroll(cam)
+    console = e2e.console(mosquitto)
+    agent.start()
+    e2e.wait(lambda: console.identity is not None, "the agent's birth on the broker")
+
+    mosquitto.stop()
+    cam.start()  # docks while the broker is down
+    e2e.wait(lambda: agent.stored_ids() >= set(cam.recordings), "the offload, broker down")
+    assert console.snapshot()["manifest_msgs"] == []
+    assert cam.released() == set()  # nothing acknowledged, nothing released
+
+    mosquitto.start()
+    e2e.wait(lambda: set(console.verified_for(cam)) == set(cam.recordings),
+             "every manifest after the broker restart")
+    assert console.snapshot()["rejected"] == []
+    manifests = console.verified_for(cam)
+    for rid, data in cam.recordings.items():
+        assert manifests[rid]["sha256"] == sha256_hex(data)
+        assert_contiguous(manifests[rid])
+    # The retained camera status made while the broker was away is published too, and the
+    # console's acknowledgements release the footage.
+    e2e.wait(lambda: console.docked_status(cam), "the camera status after the restart")
+    e2e.wait(lambda: cam.released() == set(cam.recordings), "RELEASE after the acknowledgements")
