@@ -55,7 +55,7 @@ def _stored(cfg: Config, rid_hex: str) -> tuple[FootageStore, bytes]:
     if len(rid) != 16:
         raise CliError(f"recording id must be 32 hex digits, got {len(rid_hex)}")
     state, footage = _paths(cfg)
-    return FootageStore(footage, KeyStore(state)), rid
+    return FootageStore(footage, KeyStore(state, create=False)), rid
 
 
 def _audit(cfg: Config, action: str, **details: object) -> None:
@@ -106,7 +106,7 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_identity(cfg: Config, args: argparse.Namespace) -> int:
-    keys = KeyStore(cfg.state_dir)
+    keys = KeyStore(cfg.state_dir, create=False)
     print(f"{cfg.dock_id} {base64.b64encode(keys.public_key_raw).decode()}")
     return 0
 
@@ -141,7 +141,7 @@ def cmd_verify(cfg: Config, args: argparse.Namespace) -> int:
     if bool(args.recording_id) == bool(args.all):
         raise CliError("give a RECORDING_ID or --all")
     state, footage = _paths(cfg)
-    keys = KeyStore(state)
+    keys = KeyStore(state, create=False)
     store = FootageStore(footage, keys)
     registry = Registry(state / "state.json")
     dock_key = keys.signing_key.public_key()

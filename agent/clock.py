@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import subprocess
 import time
 from dataclasses import dataclass
 from errno import EPERM
@@ -38,7 +39,9 @@ def dock_clock_synchronised() -> bool:
     """True when the kernel reports the system clock as NTP-synchronised.
 
     A hardened unit (``ProtectClock=``) may refuse even the read-only ``adjtimex`` call; then
-    systemd-timesyncd's flag file is the evidence, and without either the answer is "no".
+    timedated (asked over D-Bus by ``timedatectl``, which reads the same kernel flag for any NTP
+    daemon: chrony, ntpd, timesyncd) is the evidence, then systemd-timesyncd's flag file, and
+    without any of them the answer is "no".
     """
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     tx = _Timex()
@@ -48,8 +51,14 @@ def dock_clock_synchronised() -> bool:
     errno = ctypes.get_errno()
     if errno != EPERM:
         raise OSError(errno, "adjtimex failed")
+    try:
+        out = subprocess.run(["timedatectl", "show", "--property=NTPSynchronized", "--value"],
+                             capture_output=True, text=True, timeout=3, check=True)
+        return out.stdout.strip() == "yes"
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.debug("adjtimex not permitted and timedatectl unusable (%s)", exc)
     synced = _TIMESYNCD_FLAG.exists()
-    log.debug("adjtimex not permitted; timesyncd flag present=%s", synced)
+    log.debug("timesyncd flag present=%s", synced)
     return synced
 
 

@@ -22,7 +22,7 @@ from types import FrameType
 from typing import Any
 
 from . import __version__, systemd
-from .config import Config
+from .config import Config, ConfigError
 from .health import health_payload
 from .memory import tune_malloc
 from .publish.mqtt import MqttLink, RetainedMessage, TlsSettings, WillMessage
@@ -67,6 +67,7 @@ class Agent:
         ensure_dir(self.paths.root)
         self.keys = KeyStore(self.paths.root)
         self.signing_key = self.keys.signing_key
+        self.keys.wrap_key_id  # noqa: B018 - create both keys at start, so a backup has both
         self.registry = Registry(self.paths.registry)
         self.store = FootageStore(self.paths.footage, self.keys)
         self.outbox = Outbox(self.paths.outbox)
@@ -116,7 +117,8 @@ class Agent:
         cfg = self.config
         tls = None
         if cfg.broker.startswith("mqtts://"):
-            assert cfg.tls.ca_file and cfg.tls.cert_file and cfg.tls.key_file
+            if cfg.tls.ca_file is None:  # load_config already refuses this; never guess
+                raise ConfigError("mqtts:// needs a CA to verify the broker", "tls.ca_file")
             tls = TlsSettings(cfg.tls.ca_file, cfg.tls.cert_file, cfg.tls.key_file,
                               cfg.tls.key_password_file)
         state = self.topics.state
@@ -175,12 +177,13 @@ class Agent:
         if not self.slots.join(grace_s):
             self.slots.close_all()  # a chunk cut here is simply fetched again next time
             self.slots.join(2.0)
+        for thread in self._threads:
+            thread.join(1.0)
         if self.link is not None:
+            self.publisher.flush_retained(1.0)
             self.link.publish(self.topics.state, encode(self._state_payload("offline")),
                               qos=1, retain=True).wait(1.0)
             self.link.stop(timeout=1.0)
-        for thread in self._threads:
-            thread.join(1.0)
         self.outbox.close()
         self.sessions_journal.close()
         self.registry.close()

@@ -19,10 +19,17 @@ log = logging.getLogger(__name__)
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 
 
-def tune_malloc(mmap_threshold: int = 8 << 20, trim_threshold: int = 32 << 20) -> bool:
-    """Raise glibc's mmap/trim thresholds; returns False (and logs) where that is not possible."""
+def tune_malloc(mmap_threshold: int = 8 << 20, trim_threshold: int = 4 << 20,
+                arena_max: int = 2) -> bool:
+    """Raise glibc's mmap/trim thresholds; returns False (and logs) where that is not possible.
+
+    Each arena keeps up to ``trim_threshold`` of freed memory, and glibc gives busy threads an
+    arena each (up to 8 per core): with one session thread and one store worker per camera,
+    capping the arenas and keeping the trim threshold a few chunks high bounds what is retained.
+    """
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name)
@@ -30,9 +37,9 @@ def tune_malloc(mmap_threshold: int = 8 << 20, trim_threshold: int = 32 << 20) -
     except (OSError, AttributeError, TypeError):
         log.info("malloc tuning unavailable (not glibc)")
         return False
-    ok = bool(mallopt(_M_MMAP_THRESHOLD, mmap_threshold)) and bool(
-        mallopt(_M_TRIM_THRESHOLD, trim_threshold)
-    )
+    ok = all(bool(mallopt(param, value)) for param, value in (
+        (_M_MMAP_THRESHOLD, mmap_threshold), (_M_TRIM_THRESHOLD, trim_threshold),
+        (_M_ARENA_MAX, arena_max)))
     if not ok:
         log.warning("mallopt refused the thresholds")
     return ok

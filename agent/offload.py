@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -23,7 +24,7 @@ from firmware_protocol.signing import ZERO_DIGEST, ChunkMessage, SealMessage, ve
 from .channel import Channel
 from .store.footage import FootageStore, PartialRecording
 
-__all__ = ["IntegrityError", "IntegrityReason", "OffloadResult", "Offloader"]
+__all__ = ["IntegrityError", "IntegrityReason", "OffloadResult", "OffloadStopped", "Offloader"]
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +58,19 @@ class OffloadResult:
     fetched_bytes: int  # bytes pulled in this session (less than size after a resume)
 
 
+class OffloadStopped(Exception):
+    """The agent is stopping: the offload ended between two chunks (resumable)."""
+
+
 class _ChunkVerifier:
     """Checks one chunk as it streams in and keeps its bytes for the store."""
 
     def __init__(self, expected: ChunkMessage, camera_key: Ed25519PublicKey) -> None:
         self._expected = expected  # sha256 field unknown: checked against the header's claim
         self._key = camera_key
-        self._buf = bytearray()
+        # Filled in place: growing a buffer and copying it out costs two extra copies per chunk.
+        self._buf = bytearray(expected.size)
+        self._filled = 0
         self._hasher = hashlib.sha256()
         self.header: m.ChunkHeader | None = None
 
@@ -92,25 +99,35 @@ class _ChunkVerifier:
         self.header = header
 
     def data(self, data: bytes | memoryview) -> None:
+        # The connection already refuses data past the signed size; begin() checked that size.
         self._hasher.update(data)
-        self._buf += data
+        end = self._filled + len(data)
+        self._buf[self._filled : end] = data
+        self._filled = end
 
     def reset(self) -> None:
-        self._buf = bytearray()
+        self._filled = 0
         self._hasher = hashlib.sha256()
         self.header = None
 
-    def finish(self) -> bytes:
-        assert self.header is not None
+    def finish(self) -> bytearray:
+        assert self.header is not None and self._filled == len(self._buf)
         if self._hasher.digest() != self.header.info.sha256:
             index = self._expected.index
             raise IntegrityError(IntegrityReason.CHUNK_HASH,
                                  f"chunk {index}: bytes do not match the signed SHA-256", index)
-        return bytes(self._buf)
+        return self._buf
 
 
 class Offloader:
-    """Offloads recordings of one camera into the store."""
+    """Offloads recordings of one camera into the store.
+
+    Pipelined: while chunk N is checked, encrypted, appended and fsynced on a worker thread,
+    the session thread already requests and receives chunk N+1 (hashlib, AES-GCM and fsync all
+    release the GIL). Chunks still reach the store strictly in order, and the request for N+2
+    waits until N is durable, so a failure surfaces at most one chunk late and never leaves a
+    gap.
+    """
 
     def __init__(
         self,
@@ -120,12 +137,14 @@ class Offloader:
         camera_key: Ed25519PublicKey,
         *,
         progress: Callable[[bytes, int], None] = lambda rid, n: None,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> None:
         self._channel = channel
         self._store = store
         self._uid = camera_uid
         self._key = camera_key
         self._progress = progress
+        self._should_stop = should_stop
 
     def pull(self, info: m.RecordingInfo, meta: dict[str, object]) -> tuple[
         PartialRecording, OffloadResult
@@ -157,24 +176,45 @@ class Offloader:
             log.info("recording=%s resume at chunk %d of %d", rid.hex(), len(chunks),
                      info.chunk_count)
         fetched = 0
-        for index in range(partial.next_index, info.chunk_count):
-            size = min(info.chunk_size, info.size - offset)
-            if size <= 0:
-                raise IntegrityError(IntegrityReason.SEAL_MISMATCH,
-                                     "listing size and chunk count disagree", index)
-            expected = ChunkMessage(self._uid, rid, index, offset, size, ZERO_DIGEST, prev)
-            verifier = _ChunkVerifier(expected, self._key)
-            header = self._channel.read_chunk(rid, index, verifier)
-            data = verifier.finish()
-            partial.append_chunk(index, data, header.chunk_message, header.signature)
-            whole.update(data)
-            chunks.append((header.chunk_message, header.signature))
-            prev, offset = header.info.digest(), offset + size
-            fetched += size
-            self._progress(rid, offset)
+        with ThreadPoolExecutor(1, thread_name_prefix="offload-store") as worker:
+            committing: Future[None] | None = None
+            try:
+                for index in range(partial.next_index, info.chunk_count):
+                    if self._should_stop():
+                        raise OffloadStopped(f"stopping before chunk {index}")
+                    size = min(info.chunk_size, info.size - offset)
+                    if size <= 0:
+                        raise IntegrityError(IntegrityReason.SEAL_MISMATCH,
+                                             "listing size and chunk count disagree", index)
+                    expected = ChunkMessage(self._uid, rid, index, offset, size, ZERO_DIGEST,
+                                            prev)
+                    verifier = _ChunkVerifier(expected, self._key)
+                    header = self._channel.read_chunk(rid, index, verifier)
+                    if committing is not None:
+                        committing.result()  # chunk N-1 durable (or its failure raised here)
+                    committing = worker.submit(self._commit, partial, verifier, header, whole,
+                                               chunks)
+                    prev, offset = header.info.digest(), offset + size
+                    fetched += size
+                if committing is not None:
+                    committing.result()
+            except BaseException:
+                _settle(committing)
+                raise
         seal = self._channel.request(m.GetSeal(rid), m.Seal)
         self._check_seal(seal, info, offset, prev, whole.digest())
         return OffloadResult(seal.seal_message, seal.signature, chunks, fetched)
+
+    def _commit(self, partial: PartialRecording, verifier: _ChunkVerifier,
+                header: m.ChunkHeader, whole: hashlib._Hash,
+                chunks: list[tuple[bytes, bytes]]) -> None:
+        """Worker thread: the hash check, then encrypt + append + fsync, in chunk order."""
+        data = verifier.finish()
+        info = header.info
+        partial.append_chunk(info.index, data, header.chunk_message, header.signature)
+        whole.update(data)
+        chunks.append((header.chunk_message, header.signature))
+        self._progress(info.recording_id, info.offset + info.size)
 
     def _check_seal(self, seal: m.Seal, info: m.RecordingInfo, total: int, last: bytes,
                     sha: bytes) -> None:
@@ -196,3 +236,14 @@ class Offloader:
         if problems:
             raise IntegrityError(IntegrityReason.SEAL_MISMATCH,
                                  "seal disagrees with the chunks/listing: " + ", ".join(problems))
+
+
+def _settle(committing: Future[None] | None) -> None:
+    """On the way out, let the chunk being committed finish (or fail) before the partial closes:
+    a chunk half-written by a thread still running is what the store must never see."""
+    if committing is None:
+        return
+    try:
+        committing.result()
+    except BaseException as exc:  # the first error is the one being raised; log this one
+        log.warning("chunk commit also failed while ending the offload: %s", exc)

@@ -108,16 +108,18 @@ class Registry:
 
     def enroll(self, camera_uid: bytes, public_key: Ed25519PublicKey, *,
                officer_id: str | None, by: str) -> CameraRecord:
-        """Enrol (or re-key) a camera. Durable on return."""
+        """Enrol (or re-key) a camera. Durable on return. ``officer_id=None`` keeps the officer
+        already assigned to a re-enrolled camera."""
         if len(camera_uid) != 16:
             raise ValueError("camera uid must be 16 bytes")
-        doc = {
+        doc: dict[str, Any] = {
             "camera_uid": camera_uid.hex(),
             "public_key": base64.b64encode(public_key_raw(public_key)).decode(),
-            "officer_id": officer_id,
             "enrolled_at": time.time_ns() // 1_000_000,
             "enrolled_by": by,
         }
+        if officer_id is not None or self.get(camera_uid) is None:
+            doc["officer_id"] = officer_id
         with self._lock:
             self._cameras.upsert(doc, Query().camera_uid == doc["camera_uid"])
             stored = self._cameras.get(Query().camera_uid == doc["camera_uid"])

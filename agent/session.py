@@ -28,7 +28,7 @@ from .channel import CameraErrorReply, Channel, ProtocolViolation, SessionError
 from .clock import ClockSample, dock_clock_synchronised, measure_offset, now_us
 from .config import Config, EraseAfter
 from .manifest import build_manifest, sign_manifest
-from .offload import IntegrityError, Offloader
+from .offload import IntegrityError, Offloader, OffloadStopped
 from .readiness import ReadinessInput, ReadinessThresholds, assess
 from .registry import CameraRecord, Registry
 from .store.footage import FootageStore
@@ -39,6 +39,7 @@ __all__ = ["SessionEnd", "SessionHost", "SessionOutcome", "run_session"]
 log = logging.getLogger(__name__)
 
 _LIST_PAGE = 64
+LATE_OFFLOAD_S = 24 * 3600  # Art. 13: footage is stored within 24 hours of the recording's end
 _LOG_PAGE = 64
 
 
@@ -189,6 +190,8 @@ class _Session:
         d.listing = self._list()
         self._publish_readiness(d, announce=True)
         self._offload(d)
+        if self.host.stopping.is_set():
+            return
         self._pull_event_log(d)
         self._release(d)
         self._refresh_status(d)
@@ -298,7 +301,8 @@ class _Session:
                     self._publish_readiness(d, announce=False, offload=summary)
 
             offloader = Offloader(self.channel, self.host.store, d.identity.camera_uid,
-                                  d.record.public_key, progress=progress)
+                                  d.record.public_key, progress=progress,
+                                  should_stop=self.host.stopping.is_set)
             for info in pending:
                 if self.host.stopping.is_set():
                     return
@@ -318,6 +322,9 @@ class _Session:
         except IntegrityError as exc:
             self._quarantine(d, rid, exc)
             return
+        except OffloadStopped:
+            self.step("offload_paused", recording_id=rid.hex(), reason="agent stopping")
+            return
         with partial:
             offset = d.offset_before.offset_ms if d.offset_before else 0
             manifest = sign_manifest(build_manifest(
@@ -331,6 +338,11 @@ class _Session:
         self.host.queue_manifest(manifest, rid)
         self.step("stored", recording_id=rid.hex(), manifest_id=manifest["manifest_id"],
                   fetched=result.fetched_bytes)
+        if manifest["offload_delay_s"] > LATE_OFFLOAD_S:
+            self.host.event("late_offload", self.uid, {
+                "recording_id": rid.hex(), "manifest_id": manifest["manifest_id"],
+                "ended_at": manifest["ended_at"], "stored_at": manifest["stored_at"],
+                "offload_delay_s": manifest["offload_delay_s"], "slot": self.transport.slot})
 
     def _quarantine(self, d: _Docked, rid: bytes, exc: IntegrityError) -> None:
         where = self.host.store.quarantine(rid, str(exc))
@@ -339,7 +351,7 @@ class _Session:
                   detail=exc.detail)
         self.host.event("integrity_failure", self.uid, {
             "recording_id": rid.hex(), "reason": exc.reason.value, "detail": exc.detail,
-            "chunk_index": exc.index, "quarantine": where.name,
+            "chunk_index": exc.index, "quarantine": where.name, "slot": self.transport.slot,
         })
 
     # -- event log, release, idle ------------------------------------------------------------

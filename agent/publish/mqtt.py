@@ -141,12 +141,17 @@ class WillMessage:
 
 @dataclass(frozen=True, slots=True)
 class TlsSettings:
-    """Mutual TLS: the broker is verified against ``ca_file``; we present cert + key."""
+    """TLS: the broker is verified against ``ca_file``; with ``cert_file`` + ``key_file`` we
+    present a client certificate too (mutual TLS, what a production broker should demand)."""
 
     ca_file: str | os.PathLike[str]
-    cert_file: str | os.PathLike[str]
-    key_file: str | os.PathLike[str]
+    cert_file: str | os.PathLike[str] | None = None
+    key_file: str | os.PathLike[str] | None = None
     key_password_file: str | os.PathLike[str] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise MqttConfigError("cert_file and key_file go together")
 
     def ssl_context(self) -> ssl.SSLContext:
         # PROTOCOL_TLS_CLIENT already means CERT_REQUIRED and hostname checking.
@@ -154,12 +159,13 @@ class TlsSettings:
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         try:
             context.load_verify_locations(cafile=os.fspath(self.ca_file))
-            password = None
-            if self.key_password_file is not None:
-                password = Path(self.key_password_file).read_bytes().rstrip(b"\r\n")
-            context.load_cert_chain(
-                os.fspath(self.cert_file), os.fspath(self.key_file), password=password
-            )
+            if self.cert_file is not None and self.key_file is not None:
+                password = None
+                if self.key_password_file is not None:
+                    password = Path(self.key_password_file).read_bytes().rstrip(b"\r\n")
+                context.load_cert_chain(
+                    os.fspath(self.cert_file), os.fspath(self.key_file), password=password
+                )
         except (OSError, ssl.SSLError) as exc:
             raise MqttConfigError(f"TLS settings unusable: {exc}") from exc
         return context

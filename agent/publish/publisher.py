@@ -17,7 +17,7 @@ from typing import Any
 
 from .mqtt import MqttLink, PublishHandle
 from .outbox import Outbox
-from .topics import encode
+from .topics import SCHEMA, encode
 
 __all__ = ["Publisher"]
 
@@ -70,6 +70,7 @@ class Publisher:
             log.warning("ignoring non-JSON message on %s", topic)
             return
         if (not isinstance(message, dict) or message.get("type") != "ack"
+                or message.get("schema") != SCHEMA
                 or not isinstance(message.get("ids"), list)
                 or not all(isinstance(i, str) for i in message["ids"])):
             log.warning("ignoring malformed ack on %s", topic)
@@ -102,6 +103,20 @@ class Publisher:
             log.warning("publish of %s not delivered: %s", item_id, handle.reason)
             with self._lock:
                 self._in_flight.pop(item_id, None)
+
+    def flush_retained(self, timeout: float) -> None:
+        """At shutdown, after the publisher loop stopped: send the last retained statuses (the
+        cameras' final ``docked: false``) so the broker does not keep a stale picture."""
+        link = self._link
+        if link is None or not link.connected:
+            return
+        with self._lock:
+            dirty = [(t, self._retained[t]) for t in self._retained_dirty]
+            self._retained_dirty.clear()
+        handles = [link.publish(t, data, qos=1, retain=True) for t, data in dirty]
+        deadline = time.monotonic() + timeout
+        for handle in handles:
+            handle.wait(max(0.0, deadline - time.monotonic()))
 
     # -- the loop ----------------------------------------------------------------------------
 

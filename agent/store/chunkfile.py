@@ -101,7 +101,8 @@ class ChunkCipher:
             struct.pack(">H", len(signature)), signature,
         ))
 
-    def encode(self, index: int, data: bytes, chunk_message: bytes, signature: bytes) -> bytes:
+    def encode(self, index: int, data: bytes | bytearray, chunk_message: bytes,
+               signature: bytes) -> bytes:
         """Return the complete record for chunk `index` with a fresh random nonce."""
         if len(chunk_message) > _U16_MAX or len(signature) > _U16_MAX:
             raise ValueError("chunk_message and signature must each be under 64 KiB")

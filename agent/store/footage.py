@@ -193,7 +193,7 @@ class PartialRecording(_Recording):
             raise StoreError(f"recording {self.recording_id.hex()} is closed")
         return self._data
 
-    def append_chunk(self, index: int, data: bytes, chunk_message: bytes,
+    def append_chunk(self, index: int, data: bytes | bytearray, chunk_message: bytes,
                      signature: bytes) -> None:
         """Encrypt and append chunk `index`, which must equal `next_index`.
 

@@ -74,8 +74,12 @@ class KeyStore:
     used is on disk and survives power loss (created via a no-clobber atomic write).
     """
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, *, create: bool = True) -> None:
+        """``create=False`` for tools that only read (``dock-agent identity``, ``verify``,
+        ``export``): a missing key is then an error, never a new identity made by the wrong
+        user."""
         self.state_dir = Path(state_dir)
+        self.create = create
         self._lock = threading.Lock()
         self._signing_key: Ed25519PrivateKey | None = None
         self._aead: AESGCM | None = None
@@ -86,6 +90,8 @@ class KeyStore:
         data = _read_private_file(path)
         if data is not None:
             return data
+        if not self.create:
+            raise StoreError(f"no key file {path}: has the agent run with this state_dir?")
         ensure_dir(self.state_dir)
         remove_stale_temps(self.state_dir, name)
         try:

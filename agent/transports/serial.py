@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import select
 
 import serial
 
@@ -28,24 +30,53 @@ class SerialTransport(Transport):
         except (serial.SerialException, OSError, ValueError) as exc:
             raise TransportClosed(f"cannot open {url}: {exc}") from None
         self._closed = False
+        self._timeout: float | None = 0
+        # A real device node or pty: read it directly. pyserial re-configures the port (flock,
+        # tcgetattr, tcsetattr) on every timeout change, which cost as much CPU as the whole
+        # offload pipeline; select + os.read cost one syscall each. URL handlers without a file
+        # descriptor (loop://, socket://, spy://) keep the portable path.
+        fileno = getattr(self._port, "fileno", None)
+        try:
+            self._fd: int | None = fileno() if fileno is not None and url.startswith("/") else None
+        except (OSError, AttributeError, serial.SerialException):
+            self._fd = None
 
     def read(self, max_bytes: int, timeout: float) -> bytes:
+        if self._fd is not None:
+            return self._read_fd(self._fd, max_bytes, timeout)
         port = self._port
         try:
             waiting = port.in_waiting
             if not waiting:
                 # Block for the first byte only; then take everything already buffered.
-                port.timeout = timeout
+                self._set_timeout(timeout)
                 first = bytes(port.read(1))
                 if not first:
                     return b""
                 waiting = port.in_waiting
-                port.timeout = 0
+                self._set_timeout(0)
                 return first + bytes(port.read(min(waiting, max_bytes - 1))) if waiting else first
-            port.timeout = 0
+            self._set_timeout(0)
             return bytes(port.read(min(waiting, max_bytes, _READ_SIZE)))
         except (serial.SerialException, OSError) as exc:
             raise TransportClosed(f"{self.slot}: {exc}") from None
+
+    def _set_timeout(self, timeout: float) -> None:
+        if self._timeout != timeout:
+            self._port.timeout = timeout
+            self._timeout = timeout
+
+    def _read_fd(self, fd: int, max_bytes: int, timeout: float) -> bytes:
+        try:
+            readable, _, _ = select.select([fd], [], [], max(0.0, timeout))
+            if not readable:
+                return b""
+            data = os.read(fd, min(max_bytes, _READ_SIZE))
+        except (OSError, ValueError) as exc:  # EIO: the other end went away; EBADF: closed
+            raise TransportClosed(f"{self.slot}: {exc}") from None
+        if not data:
+            raise TransportClosed(f"{self.slot}: end of file")
+        return data
 
     def write(self, data: bytes) -> None:
         try:
