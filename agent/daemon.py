@@ -155,14 +155,18 @@ class Agent:
             signal.signal(sig, self._on_signal)
         discovery = SerialDiscovery(self.config.serial_ports)
         watchdog = systemd.watchdog_interval_s()
-        last_watchdog = 0.0
+        last_notify = 0.0
+        # Pet the watchdog at half its interval from this loop only: if hot-plug handling ever
+        # hangs, systemd restarts us. STATUS= rides along (a no-op without NOTIFY_SOCKET).
+        notify_every = min(watchdog / 2, 5.0) if watchdog else 5.0
         while not self.stopping.is_set():
             self.slots.update(discovery.scan())
             now = time.monotonic()
-            if watchdog and now - last_watchdog >= watchdog / 2:
-                systemd.watchdog()
+            if now - last_notify >= notify_every:
+                if watchdog:
+                    systemd.watchdog()
                 systemd.status(self.summary_line())
-                last_watchdog = now
+                last_notify = now
             self.stopping.wait(_SCAN_INTERVAL_S)
         self.shutdown()
 
