@@ -123,6 +123,8 @@ class Config:
     topic_prefix: str = "bwc/{unit}/{dock_id}"
     health_interval_s: float = 60.0
     chunk_size_serial: int = 262144
+    chunk_size_usb: int = 1048576
+    storage_reserve_bytes: int = 1 << 30
     max_concurrent_offloads: int = 4
     session_timeout_s: float = 10.0
     outbox_rate_per_s: float = 50.0
@@ -324,6 +326,21 @@ def _topic_prefix(t: _Table) -> str:
     return value
 
 
+def _usb_backend(t: _Table) -> str:
+    value = t.take("usb_backend")
+    if value is _MISSING:
+        return "libusb1"
+    if isinstance(value, str) and value.startswith("camsim:"):
+        bus_dir = value.removeprefix("camsim:")
+        if not bus_dir.startswith("/"):
+            raise t.fail("usb_backend", "'camsim:' needs an absolute bus directory", value)
+        return value
+    if value not in _USB_BACKENDS:
+        raise t.fail("usb_backend", "must be one of " + ", ".join(
+            f"'{o}'" for o in _USB_BACKENDS) + " or 'camsim:/absolute/bus/dir'", value)
+    return str(value)
+
+
 def _usb_ids(t: _Table) -> tuple[UsbId, ...]:
     raw = t.strings("usb_ids", ("1d6b:0104",))
     ids = []
@@ -376,11 +393,13 @@ def _parse(t: _Table) -> Config:
         topic_prefix=_topic_prefix(t),
         health_interval_s=t.number("health_interval_s", 60.0, 0.1, 86400),
         chunk_size_serial=t.integer("chunk_size_serial", 262144, 1024, MAX_CHUNK_SIZE),
+        chunk_size_usb=t.integer("chunk_size_usb", 1048576, 1024, MAX_CHUNK_SIZE),
+        storage_reserve_bytes=t.integer("storage_reserve_bytes", 1 << 30, 0, 1 << 50),
         max_concurrent_offloads=t.integer("max_concurrent_offloads", 4, 1, 64),
         session_timeout_s=t.number("session_timeout_s", 10.0, 0.1, 600),
         outbox_rate_per_s=t.number("outbox_rate_per_s", 50.0, 0.01, 100000),
         log_level=t.choice("log_level", str, tuple(_LOG_LEVELS), "info"),
-        usb_backend=t.choice("usb_backend", str, _USB_BACKENDS, "libusb1"),
+        usb_backend=_usb_backend(t),
         usb_ids=_usb_ids(t),
         console_public_keys=tuple(
             t.base_dir / p for p in t.strings("console_public_keys", ())),

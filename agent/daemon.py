@@ -13,10 +13,12 @@ State directory layout (all 0700/0600, owned by the service user)::
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -25,6 +27,7 @@ from . import __version__, systemd
 from .config import Config, ConfigError
 from .health import health_payload
 from .memory import tune_malloc
+from .offload import OffloadStopped
 from .publish.mqtt import MqttLink, RetainedMessage, TlsSettings, WillMessage
 from .publish.outbox import Outbox
 from .publish.publisher import Publisher
@@ -36,15 +39,17 @@ from .store.durable import atomic_write_json, ensure_dir
 from .store.footage import FootageStore
 from .store.journal import Journal
 from .store.keys import KeyStore
-from .transports.base import Transport
+from .transports.base import Transport, TransportError
 from .transports.discovery import SerialDiscovery
 from .transports.serial import SerialTransport
+from .transports.usb import UsbDiscovery, UsbTransport, load_backend
 
 __all__ = ["Agent", "StatePaths"]
 
 log = logging.getLogger(__name__)
 
 _SCAN_INTERVAL_S = 0.25
+_SPACE_POLL_S = 1.0
 
 
 class StatePaths:
@@ -82,8 +87,13 @@ class Agent:
         self._started = time.time()
         self._cameras: dict[str, dict[str, Any]] = {}
         self._cameras_lock = threading.Lock()
-        self.slots = SlotManager(self._open_transport, self._serve, self._on_crash)
+        self.slots = SlotManager(self._serve, self._on_crash)
+        self._usb: UsbDiscovery | None = None
+        self._usb_retry_at = 0.0
         self._threads: list[threading.Thread] = []
+        self.usb_problem: str | None = None
+        self._space_lock = threading.Lock()
+        self._store_low = False
 
     # -- start-up ----------------------------------------------------------------------------
 
@@ -160,7 +170,13 @@ class Agent:
         # hangs, systemd restarts us. STATUS= rides along (a no-op without NOTIFY_SOCKET).
         notify_every = min(watchdog / 2, 5.0) if watchdog else 5.0
         while not self.stopping.is_set():
-            self.slots.update(discovery.scan())
+            present: dict[str, Callable[[], Transport]] = {
+                path: functools.partial(SerialTransport, path) for path in discovery.scan()}
+            usb = self._usb_discovery()
+            if usb is not None:
+                present.update({slot: functools.partial(UsbTransport, device)
+                                for slot, device in usb.scan().items()})
+            self.slots.update(present)
             now = time.monotonic()
             if now - last_notify >= notify_every:
                 if watchdog:
@@ -232,8 +248,31 @@ class Agent:
 
     # -- sessions ----------------------------------------------------------------------------
 
-    def _open_transport(self, path: str) -> Transport:
-        return SerialTransport(path)
+    def _usb_discovery(self) -> UsbDiscovery | None:
+        """USB hot-plug, when ``usb_ids`` names any camera. A backend that cannot be loaded
+        (no libusb on this system) is reported loudly and retried each minute; serial cameras
+        are served meanwhile."""
+        if self._usb is not None or not self.config.usb_ids:
+            return self._usb
+        now = time.monotonic()
+        if now < self._usb_retry_at:
+            return None
+        try:
+            backend = load_backend(self.config.usb_backend)
+        except TransportError as exc:
+            first = self._usb_retry_at == 0.0
+            self._usb_retry_at = now + 60.0
+            self.usb_problem = str(exc)
+            if first:
+                log.error("usb unavailable: %s", exc)
+                self.event("usb_unavailable", None, {"backend": self.config.usb_backend,
+                                                     "error": str(exc)})
+            return None
+        self.usb_problem = None
+        self._usb = UsbDiscovery(backend, [(i.vendor, i.product) for i in self.config.usb_ids])
+        log.info("usb discovery on %s for %s", self.config.usb_backend,
+                 ", ".join(str(i) for i in self.config.usb_ids))
+        return self._usb
 
     def _serve(self, transport: Transport) -> SessionOutcome:
         return run_session(self, transport)
@@ -269,6 +308,33 @@ class Agent:
         if self.outbox.is_pending(manifest_id):
             return False
         return all(mid != manifest_id for mid, _ in self.registry.unpublished())
+
+    def wait_for_space(self, size: int) -> None:
+        """Back-pressure: block this offload until ``size`` more bytes fit above the reserve.
+
+        All sessions share one "store low" state, so the console sees one ``storage_low`` and
+        one ``storage_ok`` per episode, not one per camera. Raises ``OffloadStopped`` when the
+        agent stops meanwhile (the offload resumes from the last durable chunk next time).
+        """
+        reserve = self.config.storage_reserve_bytes
+        while True:
+            free = self.store.free_bytes()
+            if free - size >= reserve:
+                with self._space_lock:
+                    was_low, self._store_low = self._store_low, False
+                if was_low:
+                    self.event("storage_ok", None, {"free_bytes": free,
+                                                    "reserve_bytes": reserve})
+                return
+            with self._space_lock:
+                was_low, self._store_low = self._store_low, True
+            if not was_low:
+                log.warning("store low: %d bytes free, reserve %d: offloads paused", free,
+                            reserve)
+                self.event("storage_low", None, {"free_bytes": free, "reserve_bytes": reserve,
+                                                 "needed_bytes": size})
+            if self.stopping.wait(_SPACE_POLL_S):
+                raise OffloadStopped("stopping while waiting for storage space")
 
     def record_step(self, session_id: str, step: str, details: dict[str, Any]) -> None:
         with self._journal_lock:

@@ -233,7 +233,7 @@ def run_demo(*, forever: bool = False, workdir: Path | None = None) -> int:
         config.write_text(
             f'dock_id = "demo-dock"\nunit = "demo-unit"\nstate_dir = "{work / "state"}"\n'
             f'serial_ports = ["{work / "dev"}/*bwc*"]\nbroker = "mqtt://127.0.0.1:{port}"\n'
-            f'health_interval_s = 5\n'
+            f'health_interval_s = 5\nusb_ids = []\n'
             "[clock]\n# A demo machine's clock may not be NTP-synchronised; trust it here.\n"
             "require_ntp_sync = false\n")
         from .cli import main as agent_cli

@@ -58,6 +58,11 @@ class OffloadResult:
     fetched_bytes: int  # bytes pulled in this session (less than size after a resume)
 
 
+# What a stored chunk costs beyond its bytes: record header, signed message, signature, GCM tag,
+# rounded up to a filesystem block.
+_RECORD_SLACK = 4096
+
+
 class OffloadStopped(Exception):
     """The agent is stopping: the offload ended between two chunks (resumable)."""
 
@@ -138,6 +143,8 @@ class Offloader:
         *,
         progress: Callable[[bytes, int], None] = lambda rid, n: None,
         should_stop: Callable[[], bool] = lambda: False,
+        make_room: Callable[[int], None] = lambda size: None,
+        between_chunks: Callable[[], None] = lambda: None,
     ) -> None:
         self._channel = channel
         self._store = store
@@ -145,6 +152,12 @@ class Offloader:
         self._key = camera_key
         self._progress = progress
         self._should_stop = should_stop
+        # Called before each chunk with its size; returns once the store can take it (it may
+        # wait for space) or raises OffloadStopped.
+        self._make_room = make_room
+        # Runs on the session thread between two chunk requests (the connection is idle then):
+        # the session refreshes the camera's status there during long offloads.
+        self._between_chunks = between_chunks
 
     def pull(self, info: m.RecordingInfo, meta: dict[str, object]) -> tuple[
         PartialRecording, OffloadResult
@@ -186,6 +199,11 @@ class Offloader:
                     if size <= 0:
                         raise IntegrityError(IntegrityReason.SEAL_MISMATCH,
                                              "listing size and chunk count disagree", index)
+                    # The previous chunk may still be on its way to disk: count it too.
+                    in_flight = 0 if committing is None or committing.done() else (
+                        info.chunk_size + _RECORD_SLACK)
+                    self._make_room(size + _RECORD_SLACK + in_flight)
+                    self._between_chunks()
                     expected = ChunkMessage(self._uid, rid, index, offset, size, ZERO_DIGEST,
                                             prev)
                     verifier = _ChunkVerifier(expected, self._key)
@@ -198,8 +216,8 @@ class Offloader:
                     fetched += size
                 if committing is not None:
                     committing.result()
-            except BaseException:
-                _settle(committing)
+            except BaseException as exc:
+                _settle(committing, exc)
                 raise
         seal = self._channel.request(m.GetSeal(rid), m.Seal)
         self._check_seal(seal, info, offset, prev, whole.digest())
@@ -238,12 +256,11 @@ class Offloader:
                                  "seal disagrees with the chunks/listing: " + ", ".join(problems))
 
 
-def _settle(committing: Future[None] | None) -> None:
+def _settle(committing: Future[None] | None, raised: BaseException) -> None:
     """On the way out, let the chunk being committed finish (or fail) before the partial closes:
     a chunk half-written by a thread still running is what the store must never see."""
     if committing is None:
         return
-    try:
-        committing.result()
-    except BaseException as exc:  # the first error is the one being raised; log this one
-        log.warning("chunk commit also failed while ending the offload: %s", exc)
+    failure = committing.exception()  # waits for the worker
+    if failure is not None and failure is not raised:
+        log.warning("chunk commit also failed while ending the offload: %s", failure)

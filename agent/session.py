@@ -85,6 +85,8 @@ class SessionHost(Protocol):
 
     def record_step(self, session_id: str, step: str, details: dict[str, Any]) -> None: ...
 
+    def wait_for_space(self, size: int) -> None: ...
+
 
 @dataclass
 class _Docked:
@@ -114,7 +116,8 @@ class _Session:
         self.transport = transport
         self.id = os.urandom(8).hex()
         self.status_interval_s = status_interval_s
-        self.conn = Connection(Role.DOCK, max_payload=self.cfg.chunk_size_serial + 4)
+        chunk = self.cfg.chunk_size_usb if transport.kind == "usb" else self.cfg.chunk_size_serial
+        self.conn = Connection(Role.DOCK, max_payload=chunk + 4)
         self.channel = Channel(transport, self.conn, timeout_s=self.cfg.session_timeout_s)
         self.uid: bytes | None = None
         # May this session publish the camera's status? Only once the device proved it holds
@@ -291,18 +294,31 @@ class _Session:
         with self.host.offload_slots:
             base = sum(r.size for r in d.listing if r.sealed
                        and self.host.store.is_stored(r.recording_id))
+            done = [base]  # bytes stored, updated from the store worker thread
             last_report = [0.0]
+            last_status = [time.monotonic()]
 
             def progress(rid: bytes, done_in_recording: int) -> None:
+                done[0] = base + done_in_recording
                 now = time.monotonic()
                 if now - last_report[0] >= 1.0:
                     last_report[0] = now
-                    summary = self._progress_summary(d, base + done_in_recording)
+                    summary = self._progress_summary(d, done[0])
                     self._publish_readiness(d, announce=False, offload=summary)
+
+            def between_chunks() -> None:
+                # Battery, storage and clock keep being reported while a long offload runs.
+                if time.monotonic() - last_status[0] >= self.status_interval_s:
+                    last_status[0] = time.monotonic()
+                    self._refresh_status(d)
+                    self._publish_readiness(d, announce=False,
+                                            offload=self._progress_summary(d, done[0]))
 
             offloader = Offloader(self.channel, self.host.store, d.identity.camera_uid,
                                   d.record.public_key, progress=progress,
-                                  should_stop=self.host.stopping.is_set)
+                                  should_stop=self.host.stopping.is_set,
+                                  make_room=self.host.wait_for_space,
+                                  between_chunks=between_chunks)
             for info in pending:
                 if self.host.stopping.is_set():
                     return

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from .session import SessionEnd, SessionOutcome
@@ -37,12 +37,10 @@ class _Slot:
 class SlotManager:
     def __init__(
         self,
-        open_transport: Callable[[str], Transport],
         serve: Callable[[Transport], SessionOutcome],
         on_crash: Callable[[str, BaseException], None],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._open = open_transport
         self._serve = serve
         self._on_crash = on_crash
         self._clock = clock
@@ -54,8 +52,8 @@ class SlotManager:
         with self._lock:
             return sum(1 for s in self._slots.values() if s.thread and s.thread.is_alive())
 
-    def update(self, present: set[str]) -> None:
-        """Reconcile sessions with the device paths present now."""
+    def update(self, present: Mapping[str, Callable[[], Transport]]) -> None:
+        """Reconcile sessions with the slots present now (slot name -> how to open it)."""
         now = self._clock()
         with self._lock:
             for path in list(self._slots):
@@ -67,13 +65,14 @@ class SlotManager:
                 busy = slot.thread is not None and slot.thread.is_alive()
                 if busy or slot.parked or now < slot.retry_at:
                     continue
-                slot.thread = threading.Thread(target=self._run, args=(path, slot),
+                slot.thread = threading.Thread(target=self._run,
+                                               args=(path, slot, present[path]),
                                                name=f"session:{path}", daemon=True)
                 slot.thread.start()
 
-    def _run(self, path: str, slot: _Slot) -> None:
+    def _run(self, path: str, slot: _Slot, opener: Callable[[], Transport]) -> None:
         try:
-            transport = self._open(path)
+            transport = opener()
         except TransportError as exc:
             log.info("slot=%s cannot open: %s", path, exc)
             self._schedule_retry(slot)

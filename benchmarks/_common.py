@@ -201,6 +201,8 @@ def write_config(work: Path, dev: Path, *, broker: str = "", **extra: Any) -> Pa
     """An agent.toml for a benchmark; ``extra`` keys are written verbatim as TOML values."""
     lines = ['dock_id = "bench-dock"', 'unit = "bench-unit"', f'state_dir = "{work / "state"}"',
              f'serial_ports = ["{dev}/*bwc*"]', f'broker = "{broker}"', 'log_level = "info"']
+    if "usb_ids" not in extra:
+        lines.append("usb_ids = []")  # serial cameras only unless a benchmark asks for USB
     tables: dict[str, dict[str, Any]] = {"clock": {"require_ntp_sync": False}}
     for key, value in extra.items():
         if isinstance(value, dict):

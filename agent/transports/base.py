@@ -24,6 +24,8 @@ class Transport(ABC):
 
     #: Physical identity of the slot (serial device path or USB bus-port chain).
     slot: str
+    #: "serial" or "usb": the session sizes its frames by it (config chunk_size_serial/_usb).
+    kind: str = "serial"
 
     @abstractmethod
     def read(self, max_bytes: int, timeout: float) -> bytes:

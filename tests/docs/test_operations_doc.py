@@ -14,7 +14,7 @@ from agent.config import DEFAULT_CONFIG_PATH, Config, load_config
 from agent.daemon import StatePaths
 from agent.store.keys import SIGNING_KEY_FILE, WRAP_KEY_FILE
 
-from .mqtt_examples import ROOT
+from .mqtt_doc import ROOT
 
 OPS = ROOT / "docs" / "operations.md"
 SYSTEMD = ROOT / "systemd"

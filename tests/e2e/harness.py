@@ -304,6 +304,7 @@ class Agent:
             "dock_id": DOCK_ID, "unit": UNIT, "state_dir": self.state_dir,
             "serial_ports": [f"{dev_dir}/*bwc*"], "broker": broker,
             "chunk_size_serial": CHUNK, "health_interval_s": 1, "session_timeout_s": 5,
+            "usb_ids": [],  # serial cameras only, unless a test configures the simulated bus
         }
         overrides = dict(settings or {})
         clock = {"require_ntp_sync": require_ntp_sync, **overrides.pop("clock", {})}

@@ -5,6 +5,7 @@ from .mqtt import Message, MqttCollector
 from .mqtt_proxy import MqttProxy
 from .net import free_port, wait_for_port
 from .pki import Pki, make_pki
+from .tmpfs import tmpfs
 
 __all__ = [
     "Message",
@@ -15,5 +16,6 @@ __all__ = [
     "find_mosquitto",
     "free_port",
     "make_pki",
+    "tmpfs",
     "wait_for_port",
 ]
