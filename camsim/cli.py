@@ -1,8 +1,9 @@
-"""``bwc-camsim``: run the reference camera on a pty.
+"""``bwc-camsim``: run the reference camera on a pty (``--port``) or a USB bus (``--usb``).
 
 Exit status: 0 after SIGTERM/SIGINT/SIGHUP, 2 for a bad command line / key / media / state
 directory, 3 when the ``unplug-after-bytes`` fault fired (so a harness can tell it happened), 1 for
-anything unexpected. The link at ``--port`` is removed on every exit path we control.
+anything unexpected. The link at ``--port``, or the device directory on the ``--usb`` bus, is
+removed on every exit path we control.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from .faults import FAULT_HELP, parse_faults
 from .keys import derive_camera_uid, load_or_create_key
 from .line import LineShaper
 from .model import DeviceInfo, PowerAndStorage
-from .pty import ExitReason, PtyPort, PtyPump
+from .pty import PtyPort, PtyPump
+from .pump import ExitReason
 from .recordings import MediaItem, generate_items, parse_size, scan_media_dir
 from .session import CameraSession
+from .usb_bus import DEFAULT_USB_ID, UsbPort, UsbPump, parse_usb_id
 
 __all__ = ["EXIT_CONFIG", "EXIT_ERROR", "EXIT_OK", "EXIT_UNPLUGGED", "build_parser", "main"]
 
@@ -74,14 +77,28 @@ def _generate(text: str) -> tuple[int, int]:
     return int(count), _size(size)
 
 
+def _usb_id(text: str) -> tuple[int, int]:
+    try:
+        return parse_usb_id(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="bwc-camsim", description="Reference body-worn camera emulator on a pty.",
-        epilog="Prints 'camsim ready port=PATH uid=HEX' on stderr once the port exists. "
-        "Exit status: 0 stopped by a signal, 1 error, 2 configuration error, 3 unplug fault "
-        "fired.")
-    p.add_argument("--port", type=Path, required=True,
-                   help="symlink to create for the camera's serial device")
+        prog="bwc-camsim",
+        description="Reference body-worn camera emulator on a pty or a simulated USB bus.",
+        epilog="Prints 'camsim ready port=PATH uid=HEX' (or 'camsim ready usb=BUS_DIR/CHAIN "
+        "uid=HEX') on stderr once the port or device exists. Exit status: 0 stopped by a "
+        "signal, 1 error, 2 configuration error, 3 unplug fault fired.")
+    line = p.add_mutually_exclusive_group(required=True)
+    line.add_argument("--port", type=Path,
+                      help="symlink to create for the camera's serial device")
+    line.add_argument("--usb", type=Path, metavar="BUS_DIR",
+                      help="plug into the simulated USB bus BUS_DIR (see camsim/usb_layout.py)")
+    p.add_argument("--usb-id", type=_usb_id, metavar="VVVV:PPPP",
+                   help=f"USB vendor:product id with --usb (default "
+                   f"{DEFAULT_USB_ID[0]:04x}:{DEFAULT_USB_ID[1]:04x})")
     p.add_argument("--key", type=Path, help="Ed25519 PKCS#8 PEM device key, created if missing "
                    "(public key written to KEY.pub); default STATE_DIR/device-key.pem, else a "
                    "throw-away key")
@@ -215,7 +232,10 @@ class _Stopper:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.usb_id is not None and args.usb is None:
+        parser.error("--usb-id needs --usb")
     _configure_logging(args.verbose)
     try:
         faults = parse_faults(args.fault)
@@ -223,17 +243,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         log.error("%s", exc)
         return EXIT_CONFIG
-    # From here every exit path removes the link and logs POWER_OFF; signals only set a flag.
+    # From here every exit path removes the link (or unplugs) and logs POWER_OFF; signals only
+    # set a flag.
     stopper = _Stopper()
-    port = PtyPort(args.port)
+    port: PtyPort | UsbPort
+    if args.usb is not None:
+        port = UsbPort(args.usb, usb_id=args.usb_id or DEFAULT_USB_ID,
+                       product=camera.device.model, serial=camera.device.serial)
+    else:
+        port = PtyPort(args.port)
     reason = ExitReason.STOPPED
     status = EXIT_OK
     try:
         port.open()
         session = CameraSession(camera, max_payload=args.max_payload)
         shaper = LineShaper(faults.line, seed=camera.camera_uid)
-        log.info("ready port=%s uid=%s", args.port, camera.camera_uid.hex())
-        reason = PtyPump(port, session, shaper, stopper.wake_fd).run(stopper.requested)
+        if isinstance(port, UsbPort):
+            log.info("ready usb=%s uid=%s", port.path, camera.camera_uid.hex())
+            pump: PtyPump | UsbPump = UsbPump(port, session, shaper, stopper.wake_fd)
+        else:
+            log.info("ready port=%s uid=%s", args.port, camera.camera_uid.hex())
+            pump = PtyPump(port, session, shaper, stopper.wake_fd)
+        reason = pump.run(stopper.requested)
         if reason is ExitReason.UNPLUGGED:
             status = EXIT_UNPLUGGED
     except ConfigError as exc:

@@ -21,23 +21,17 @@ import struct
 import termios
 import time
 import tty
-from collections import deque
 from collections.abc import Callable
-from enum import Enum
 from pathlib import Path
 
 from .errors import ConfigError
-from .line import LineShaper, LineState
+from .line import LineShaper
+from .pump import ExitReason, ReplyQueue
 from .session import CameraSession
 
 __all__ = ["ExitReason", "PtyPort", "PtyPump"]
 
 log = logging.getLogger(__name__)
-
-
-class ExitReason(Enum):
-    STOPPED = "stopped"  # a signal asked us to stop
-    UNPLUGGED = "unplugged"  # the unplug-after-bytes fault fired
 
 
 class PtyPort:
@@ -125,16 +119,15 @@ class PtyPump:
     def __init__(self, port: PtyPort, session: CameraSession, shaper: LineShaper,
                  wake_fd: int | None = None) -> None:
         self._port = port
-        self._session = session
         self._shaper = shaper
+        self._queue = ReplyQueue(session, shaper)
         self._wake = wake_fd
-        self._out: deque[bytes | memoryview] = deque()
         self._host_open = False
 
     def run(self, stop_requested: Callable[[], bool]) -> ExitReason:
         master = self._port.master
         while not stop_requested():
-            if self._shaper.state is LineState.UNPLUGGED and not self._out:
+            if self._queue.unplug_due:
                 self._wait_host_drained()
                 return ExitReason.UNPLUGGED
             rlist = [] if self._wake is None else [self._wake]
@@ -142,7 +135,7 @@ class PtyPump:
             timeout: float | None = None
             if self._host_open:
                 rlist.append(master)
-                if self._out:
+                if self._queue.pending:
                     wlist.append(master)
             else:
                 timeout = self.CLOSED_POLL_S  # a closed master polls readable (HUP) forever
@@ -173,51 +166,27 @@ class PtyPump:
             return
         if not self._host_open:
             self._opened()
-        log.debug("read %d bytes", len(data))
-        shaper = self._shaper
-        if shaper.state is LineState.OPEN:
-            bursts = shaper.noise_bursts
-            out = shaper.shape(self._session.receive_data(data))
-            log.debug("queued %d bytes in %d writes, %d noise bursts", sum(map(len, out)),
-                      len(out), shaper.noise_bursts - bursts)
-            self._out.extend(out)
-            if self._stalled():
-                log.info("stall fault: %d bytes written, no more answers", shaper.written)
-            self._write()
-        # Stalled: keep reading (and dropping) so the host's writes never block.
-
-    def _stalled(self) -> bool:
-        # A call, not an inline test: shape() changes the state behind the type checker's back.
-        return self._shaper.state is LineState.STALLED
+        self._queue.receive(data)
+        self._write()
 
     def _write(self) -> None:
-        while self._out:
-            head = self._out[0]
-            try:
-                n = os.write(self._port.master, head)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                if exc.errno != errno.EIO:
-                    raise
-                self._closed()
-                return
-            if n < len(head):
-                self._out[0] = memoryview(head)[n:]
-                return
-            self._out.popleft()
+        master = self._port.master
+        try:
+            self._queue.flush(lambda data: os.write(master, data))
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                raise
+            self._closed()
 
     def _opened(self) -> None:
         log.info("host opened %s", self._port.link)
         self._host_open = True
 
     def _closed(self) -> None:
-        dropped = sum(len(b) for b in self._out)
+        dropped = self._queue.host_gone()
         log.info("host closed %s%s", self._port.link,
                  f", {dropped} unsent bytes dropped" if dropped else "")
-        self._out.clear()
         self._port.discard_unread()
-        self._session.reset()
         self._host_open = False
 
     def _wait_host_drained(self) -> None:

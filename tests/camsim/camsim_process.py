@@ -1,8 +1,10 @@
-"""Run ``bwc-camsim`` as a subprocess on a real pty and wait for it by condition, not by time."""
+"""Run ``bwc-camsim`` as a subprocess on a real pty (or a simulated USB bus) and wait for it by
+condition, not by time."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import signal
 import subprocess
 import sys
@@ -80,13 +82,9 @@ class Camsim:
             return "\n".join(self.lines)
 
 
-def start_camsim(port: Path, *args: str | Path, key: Path | None = None,
-                 pass_key: bool = True) -> Camsim:
-    """Start camsim and wait for its ready line. ``key`` is passed as ``--key`` unless
-    ``pass_key`` is false (the emulator then picks it, e.g. in ``--state-dir``)."""
-    key = key or port.with_name(port.name + "-key.pem")
-    key_args = ("--key", key) if pass_key else ()
-    proc = subprocess.Popen(camsim_command("--port", port, *key_args, *args),
+def _launch(line_args: tuple[str | Path, ...], port: Path, key: Path,
+            key_args: tuple[str | Path, ...], args: tuple[str | Path, ...]) -> tuple[Camsim, str]:
+    proc = subprocess.Popen(camsim_command(*line_args, *key_args, *args),
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     cam = Camsim(proc, port, key)
@@ -97,8 +95,41 @@ def start_camsim(port: Path, *args: str | Path, key: Path | None = None,
         cam.stop(signal.SIGKILL)
         raise
     cam.uid = bytes.fromhex(ready.rsplit("uid=", 1)[1])
+    return cam, ready
+
+
+def start_camsim(port: Path, *args: str | Path, key: Path | None = None,
+                 pass_key: bool = True) -> Camsim:
+    """Start camsim and wait for its ready line. ``key`` is passed as ``--key`` unless
+    ``pass_key`` is false (the emulator then picks it, e.g. in ``--state-dir``)."""
+    key = key or port.with_name(port.name + "-key.pem")
+    key_args = ("--key", key) if pass_key else ()
+    cam, _ = _launch(("--port", port), port, key, key_args, args)
     assert port.is_symlink(), "ready before the link exists"
     return cam
+
+
+_usb_keys = itertools.count()
+
+
+def start_usb_camsim(bus_dir: Path, *args: str | Path, key: Path | None = None) -> Camsim:
+    """Start camsim on the USB bus ``bus_dir``; ``cam.port`` is its device directory
+    (``BUS_DIR/1-1.N``) from the ready line. Each emulator gets its own key by default."""
+    key = key or bus_dir.parent / f"usb-cam{next(_usb_keys)}-key.pem"
+    cam, ready = _launch(("--usb", bus_dir), bus_dir, key, ("--key", key), args)
+    cam.port = Path(ready.split("usb=", 1)[1].split(" uid=", 1)[0])
+    assert cam.port.parent == bus_dir and (cam.port / "device.json").exists(), ready
+    return cam
+
+
+@contextlib.contextmanager
+def running_usb(bus_dir: Path, *args: str | Path, key: Path | None = None) -> Iterator[Camsim]:
+    cam = start_usb_camsim(bus_dir, *args, key=key)
+    try:
+        yield cam
+    finally:
+        if cam.proc.poll() is None:
+            cam.stop()
 
 
 @contextlib.contextmanager

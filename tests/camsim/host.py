@@ -1,5 +1,6 @@
-"""A minimal dock for the emulator tests: pyserial on the pty, a ``Connection(Role.DOCK)``,
-and the checks a real dock makes (auth signature, chunk hashes, signatures, chain, seal)."""
+"""A minimal dock for the emulator tests: a line (pyserial on the pty, or any :class:`Line`,
+e.g. pyusb bulk endpoints), a ``Connection(Role.DOCK)``, and the checks a real dock makes (auth
+signature, chunk hashes, signatures, chain, seal)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import serial
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -70,16 +72,53 @@ class RecordingCheck:
         return not (self.bad_sha or self.bad_signature or self.bad_chain or self.seal_problems)
 
 
-class Host:
-    def __init__(self, port: Path, *, max_payload: int = 65536) -> None:
-        # Short read timeout: the deadlines live in _pump, the port timeout only bounds one read.
+class Line(Protocol):
+    """Bytes to and from the camera. ``read`` returns what is there after at most a short wait
+    (b"" if nothing); both raise :class:`LineClosed` when the line has gone."""
+
+    def read(self) -> bytes: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SerialLine:
+    def __init__(self, port: Path) -> None:
+        # Short read timeout: the deadlines live in Host._pump, this only bounds one read.
         self.serial = serial.serial_for_url(str(port), timeout=0.05)
+
+    def read(self) -> bytes:
+        try:
+            data: bytes = self.serial.read(max(1, self.serial.in_waiting))
+        except (serial.SerialException, OSError) as exc:
+            raise LineClosed(str(exc)) from exc
+        return data
+
+    def write(self, data: bytes) -> None:
+        try:
+            self.serial.write(data)
+        except (serial.SerialException, OSError) as exc:
+            raise LineClosed(str(exc)) from exc
+
+    def close(self) -> None:
+        self.serial.close()
+
+
+class Host:
+    def __init__(self, port: Path | Line, *, max_payload: int = 65536) -> None:
+        self.line: Line = SerialLine(port) if isinstance(port, Path) else port
         self.conn = Connection(Role.DOCK, max_payload=max_payload)
         self.received = 0
         self.events: list[Event] = []  # everything seen, frame errors included
 
+    @property
+    def serial(self) -> serial.Serial:
+        assert isinstance(self.line, SerialLine)
+        return self.line.serial
+
     def close(self) -> None:
-        self.serial.close()
+        self.line.close()
 
     def __enter__(self) -> Host:
         return self
@@ -90,10 +129,7 @@ class Host:
     # -- the byte pump -------------------------------------------------------------------------
 
     def _read(self) -> bytes:
-        try:
-            data: bytes = self.serial.read(max(1, self.serial.in_waiting))
-        except (serial.SerialException, OSError) as exc:
-            raise LineClosed(str(exc)) from exc
+        data = self.line.read()
         self.received += len(data)
         return data
 
@@ -114,10 +150,7 @@ class Host:
                 self.conn.receive_data(data)
 
     def write(self, data: bytes) -> None:
-        try:
-            self.serial.write(data)
-        except (serial.SerialException, OSError) as exc:
-            raise LineClosed(str(exc)) from exc
+        self.line.write(data)
 
     def request(self, msg: m.Message, timeout: float = REPLY_TIMEOUT) -> Reply:
         self.write(self.conn.send(msg))
