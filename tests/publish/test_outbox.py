@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from agent.publish.outbox import Outbox, OutboxItem
 from agent.store.errors import CorruptStoreError
+from tests.helpers.crash import kill_writer_after
 
 
 class FakeClock:
@@ -163,16 +160,7 @@ while True:
 
 def test_kill_during_put_many_reopens_consistent(tmp_path: Path) -> None:
     directory = tmp_path / "outbox"
-    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(directory)],
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    acked = -1
-    for line in proc.stdout:
-        acked = int(line)
-        if acked >= 400:
-            break
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    acked = kill_writer_after(_WRITER, str(directory), acked_at_least=400)
     with Outbox(directory, segment_max_bytes=50000) as box:
         items = box.pending(100000)
         ids = [i.item_id for i in items]

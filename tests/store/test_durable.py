@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import stat
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +22,7 @@ from agent.store.durable import (
     remove_stale_temps,
 )
 from agent.store.errors import StoreError
+from tests.helpers.crash import kill_writer_after
 
 
 def _mode(path: Path) -> int:
@@ -164,16 +162,7 @@ while True:
 
 def test_kill_during_atomic_writes_leaves_a_complete_version(tmp_path: Path) -> None:
     target = tmp_path / "big.bin"
-    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(target)],
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    acked = -1
-    for line in proc.stdout:
-        acked = int(line)
-        if acked >= 30:
-            break
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    acked = kill_writer_after(_WRITER, str(target), acked_at_least=30)
     data = target.read_bytes()
     assert len(data) == 8 * 20000
     version = int(data[:8])

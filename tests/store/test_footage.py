@@ -6,10 +6,7 @@ import json
 import logging
 import os
 import random
-import signal
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +14,7 @@ import pytest
 from agent.store.errors import CorruptStoreError, StoreError
 from agent.store.footage import FootageStore
 from agent.store.keys import KeyStore
+from tests.helpers.crash import kill_writer_after
 
 RID = bytes.fromhex("00112233445566778899aabbccddeeff")
 CAM = b"CAM-0001"
@@ -390,16 +388,7 @@ while True:
 
 
 def test_kill_during_appends_keeps_verifiable_prefix(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path)],
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    acked = -1
-    for line in proc.stdout:
-        acked = int(line)
-        if acked >= 40:
-            break
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    acked = kill_writer_after(_WRITER, str(tmp_path), acked_at_least=40)
     store = FootageStore(tmp_path / "store", KeyStore(tmp_path / "state"))
     partial = store.open_partial(bytes(16), b"CAM", 100000, {})
     assert partial.next_index >= acked + 1

@@ -5,16 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from agent.store.errors import CorruptStoreError, StoreError
 from agent.store.journal import GENESIS_HASH, Journal
+from tests.helpers.crash import kill_writer_after
 
 
 def _segments(directory: Path) -> list[Path]:
@@ -234,16 +231,7 @@ while True:
 
 
 def test_kill_during_append_loop_keeps_acknowledged_prefix(tmp_path: Path) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path)],
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    acked = -1
-    for line in proc.stdout:
-        acked = int(line)
-        if acked >= 120:
-            break
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    acked = kill_writer_after(_WRITER, str(tmp_path), acked_at_least=120)
     with Journal(tmp_path, segment_max_bytes=20000) as j:
         values = [r["i"] for r in j.read()]
         assert values == list(range(len(values)))

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +11,7 @@ from tinydb import Query
 
 from agent.store.errors import CorruptStoreError
 from agent.store.state import AtomicJSONStorage, open_state
+from tests.helpers.crash import kill_writer_after
 
 
 def test_write_and_reopen(tmp_path: Path) -> None:
@@ -73,17 +70,7 @@ while True:
 
 def test_kill_during_write_loop_leaves_parseable_prefix(tmp_path: Path) -> None:
     path = tmp_path / "s.json"
-    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(path)],
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    acked = -1
-    for line in proc.stdout:
-        acked = int(line)
-        if acked >= 150:
-            break
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    acked = kill_writer_after(_WRITER, str(path), acked_at_least=150)
 
     json.loads(path.read_bytes())  # always parses
     values = [doc["i"] for doc in open_state(path).all()]
