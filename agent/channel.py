@@ -146,14 +146,32 @@ class Channel:
             raise CameraErrorReply(header)
         if not isinstance(header, m.ChunkHeader):
             raise SessionError(f"expected ChunkHeader, got {type(header).__name__}")
-        sink.begin(header)
+        # A chunk the sink refuses is still read to its end, and dropped: cancelled mid-stream,
+        # its rest would stay on the line, be hunted through as garbage and count as damage to
+        # the next reply (a lost timeout, or all retries used up at once on false markers).
+        refused: Exception | None = None
+        try:
+            sink.begin(header)
+        except Exception as exc:
+            refused = exc
         hard_deadline = self._clock() + self.timeout_s + header.info.size / MIN_CHUNK_RATE
         while True:
             deadline = min(self._clock() + self.timeout_s, hard_deadline)
-            event = self._await_event(deadline)
+            try:
+                event = self._await_event(deadline)
+            except _Retry:
+                if refused is not None:
+                    raise refused from None  # read_chunk cancels what is left of it
+                raise
             if isinstance(event, m.ChunkData):
-                sink.data(event.data)
+                if refused is None:
+                    try:
+                        sink.data(event.data)
+                    except Exception as exc:
+                        refused = exc
             elif isinstance(event, EndOfChunk):
+                if refused is not None:
+                    raise refused
                 return header
             else:
                 raise SessionError(f"unexpected {type(event).__name__} inside a chunk")

@@ -309,8 +309,11 @@ class Agent:
             return False
         return all(mid != manifest_id for mid, _ in self.registry.unpublished())
 
-    def wait_for_space(self, size: int) -> None:
-        """Back-pressure: block this offload until ``size`` more bytes fit above the reserve.
+    def wait_for_space(self, size: int, while_waiting: Callable[[], None] = lambda: None
+                       ) -> None:
+        """Back-pressure: block this offload until ``size`` more bytes fit above the reserve,
+        calling ``while_waiting`` every poll meanwhile (the session keeps the camera's status
+        fresh there: a pause can last hours).
 
         All sessions share one "store low" state, so the console sees one ``storage_low`` and
         one ``storage_ok`` per episode, not one per camera. Raises ``OffloadStopped`` when the
@@ -335,6 +338,7 @@ class Agent:
                                                  "needed_bytes": size})
             if self.stopping.wait(_SPACE_POLL_S):
                 raise OffloadStopped("stopping while waiting for storage space")
+            while_waiting()
 
     def record_step(self, session_id: str, step: str, details: dict[str, Any]) -> None:
         with self._journal_lock:

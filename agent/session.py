@@ -8,11 +8,12 @@ status fresh until the camera leaves.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -58,9 +59,9 @@ class SessionOutcome:
 
 
 class OffloadSlotsLike(Protocol):
-    def __enter__(self) -> None: ...
+    def acquire(self, timeout: float | None = None) -> bool: ...
 
-    def __exit__(self, *exc: object) -> None: ...
+    def release(self) -> None: ...
 
 
 class SessionHost(Protocol):
@@ -85,7 +86,7 @@ class SessionHost(Protocol):
 
     def record_step(self, session_id: str, step: str, details: dict[str, Any]) -> None: ...
 
-    def wait_for_space(self, size: int) -> None: ...
+    def wait_for_space(self, size: int, while_waiting: Callable[[], None] = ...) -> None: ...
 
 
 @dataclass
@@ -291,7 +292,9 @@ class _Session:
         pending = self._pending(d)
         if not pending:
             return
-        with self.host.offload_slots:
+        with self._offload_slot(d) as granted:
+            if not granted:
+                return  # the agent is stopping
             base = sum(r.size for r in d.listing if r.sealed
                        and self.host.store.is_stored(r.recording_id))
             done = [base]  # bytes stored, updated from the store worker thread
@@ -317,13 +320,34 @@ class _Session:
             offloader = Offloader(self.channel, self.host.store, d.identity.camera_uid,
                                   d.record.public_key, progress=progress,
                                   should_stop=self.host.stopping.is_set,
-                                  make_room=self.host.wait_for_space,
+                                  make_room=lambda size: self.host.wait_for_space(
+                                      size, between_chunks),
                                   between_chunks=between_chunks)
             for info in pending:
                 if self.host.stopping.is_set():
                     return
                 self._offload_one(d, offloader, info)
                 base += info.size
+
+    @contextlib.contextmanager
+    def _offload_slot(self, d: _Docked) -> Iterator[bool]:
+        """Hold one of the ``max_concurrent_offloads`` slots (yields False if the agent stops
+        first). The wait can last hours on a full dock: meanwhile the camera's status is
+        refreshed every status interval, as during an offload, which also notices an unplug."""
+        slots = self.host.offload_slots
+        refresh_at = time.monotonic() + self.status_interval_s
+        while not slots.acquire(timeout=min(1.0, self.status_interval_s)):
+            if self.host.stopping.is_set():
+                yield False
+                return
+            if time.monotonic() >= refresh_at:
+                refresh_at = time.monotonic() + self.status_interval_s
+                self._refresh_status(d)
+                self._publish_readiness(d, announce=False)
+        try:
+            yield True
+        finally:
+            slots.release()
 
     def _offload_one(self, d: _Docked, offloader: Offloader, info: m.RecordingInfo) -> None:
         rid = info.recording_id

@@ -128,12 +128,21 @@ class OffloadSlots:
         with self._lock:
             return self._in_use
 
-    def __enter__(self) -> None:
-        self._sem.acquire()
+    def acquire(self, timeout: float | None = None) -> bool:
+        """Take a slot; False if none came free within ``timeout`` seconds."""
+        if not self._sem.acquire(timeout=timeout):
+            return False
         with self._lock:
             self._in_use += 1
+        return True
 
-    def __exit__(self, *exc: object) -> None:
+    def release(self) -> None:
         with self._lock:
             self._in_use -= 1
         self._sem.release()
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

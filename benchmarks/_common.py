@@ -58,6 +58,26 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def loadavg() -> list[float]:
+    """The 1, 5 and 15 minute load averages: other work on a shared machine skews figures."""
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def make_media(directory: Path, total: int, count: int) -> list[Path]:
+    """``count`` recordings of random bytes (``total`` in all) for ``camsim --media-dir``."""
+    directory.mkdir()
+    paths = []
+    each = total // count
+    for i in range(count):
+        path = directory / f"rec-{i:04d}.mp4"
+        size = each if i < count - 1 else total - each * (count - 1)
+        with open(path, "wb") as f:
+            for _ in range(0, size, 16 * MIB):
+                f.write(os.urandom(min(16 * MIB, size - f.tell())))
+        paths.append(path)
+    return paths
+
+
 # -- lifecycle -------------------------------------------------------------------------------
 
 @contextmanager
@@ -100,6 +120,17 @@ def stop_process(proc: subprocess.Popen[Any], grace_s: float = 10.0) -> None:
             proc.wait()
 
 
+@contextmanager
+def suspended(proc: subprocess.Popen[Any]) -> Iterator[None]:
+    """SIGSTOP ``proc`` for the block and SIGCONT it on any way out: work set up meanwhile
+    (cameras plugged in) reaches it all at once when it resumes."""
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGCONT)
+
+
 def spawn(stack: ExitStack, argv: list[str], log: Path, **kwargs: Any) -> subprocess.Popen[bytes]:
     out = open(log, "ab")  # noqa: SIM115 - closed by the ExitStack
     stack.callback(out.close)
@@ -114,6 +145,37 @@ def cpu_seconds(proc: psutil.Process) -> float:
     """User + system CPU of the process itself (all its threads, no children)."""
     t = proc.cpu_times()
     return float(t.user + t.system)
+
+
+class RssSampler:
+    """Samples one process's RSS every ``interval`` s, attributing samples to the current phase."""
+
+    def __init__(self, proc: psutil.Process, interval: float = 0.01) -> None:
+        self.proc = proc
+        self.interval = interval
+        self.phase = "idle"
+        self.peaks: dict[str, int] = {}
+        self.last: dict[str, int] = {}
+        self.counts: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                rss = self.proc.memory_info().rss
+            except psutil.Error:
+                return
+            phase = self.phase
+            self.peaks[phase] = max(self.peaks.get(phase, 0), rss)
+            self.last[phase] = rss
+            self.counts[phase] = self.counts.get(phase, 0) + 1
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 # -- mosquitto -------------------------------------------------------------------------------
@@ -254,6 +316,23 @@ def journal_steps(state_dir: Path) -> list[dict[str, Any]]:
             with contextlib.suppress(ValueError):  # a line being written right now
                 out.append(json.loads(line))
     return out
+
+
+def wait_unplugged(state_dir: Path, uids: list[str], timeout: float = 30.0) -> None:
+    """Wait until the agent's journal shows every camera in ``uids`` unplugged as often as it
+    was greeted: an idle session only notices an unplug at its next status poll, and until then
+    its slot (port) is busy for the next device plugged into it."""
+    def done() -> bool:
+        steps = journal_steps(state_dir)
+        for uid in set(uids):
+            hellos = sum(1 for s in steps if s["step"] == "hello" and s.get("camera_uid") == uid)
+            ends = sum(1 for s in steps if s["step"] == "unplugged"
+                       and s.get("camera_uid") == uid)
+            if ends < hellos:
+                return False
+        return True
+
+    wait_for(done, timeout, "the agent to see every camera unplugged", interval=0.05)
 
 
 # -- MQTT observer ---------------------------------------------------------------------------

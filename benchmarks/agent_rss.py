@@ -17,12 +17,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -30,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import (
     Camera,
     Observer,
+    RssSampler,
     camera_key,
     emit,
     enroll,
@@ -43,37 +41,6 @@ from _common import (
 
 TARGET_MB = 80.0
 MB = 1_000_000
-
-
-class RssSampler:
-    """Samples one process's RSS every ``interval`` s, attributing samples to the current phase."""
-
-    def __init__(self, proc: psutil.Process, interval: float = 0.01) -> None:
-        self.proc = proc
-        self.interval = interval
-        self.phase = "idle"
-        self.peaks: dict[str, int] = {}
-        self.last: dict[str, int] = {}
-        self.counts: dict[str, int] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rss", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                rss = self.proc.memory_info().rss
-            except psutil.Error:
-                return
-            phase = self.phase
-            self.peaks[phase] = max(self.peaks.get(phase, 0), rss)
-            self.last[phase] = rss
-            self.counts[phase] = self.counts.get(phase, 0) + 1
-            self._stop.wait(self.interval)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def main() -> int:

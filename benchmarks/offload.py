@@ -48,6 +48,7 @@ from _common import (
     emit,
     enroll,
     journal_steps,
+    make_media,
     note,
     start_agent,
     stop_process,
@@ -58,20 +59,6 @@ from _common import (
 
 CHUNK = MIB
 TARGET_RATIO = 0.7
-
-
-def make_media(directory: Path, total: int, count: int) -> list[Path]:
-    directory.mkdir()
-    paths = []
-    each = total // count
-    for i in range(count):
-        path = directory / f"rec-{i:04d}.mp4"
-        size = each if i < count - 1 else total - each * (count - 1)
-        with open(path, "wb") as f:
-            for _ in range(0, size, 16 * MIB):
-                f.write(os.urandom(min(16 * MIB, size - f.tell())))
-        paths.append(path)
-    return paths
 
 
 def run_baseline(work: Path, source: Path) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """Shared machinery for the end-to-end tests: everything real, nothing of ours mocked.
 
 * :class:`Camera` — one ``camsim`` process on a pty whose link lives in the harness's ``dev/``
-  directory (the agent's ``serial_ports`` glob), with media files written by the test (so the
-  test holds the original bytes), its own key and ``--state-dir`` (so a restart is a replug);
+  directory (the agent's ``serial_ports`` glob), or with ``usb=True`` a device on the simulated
+  USB bus ``usb/`` (the agent's ``usb_backend = "camsim:…"``), with media files written by the
+  test (so the test holds the original bytes), its own key and ``--state-dir`` (so a restart is
+  a replug — on USB, possibly into another port);
 * :class:`Agent` — an ``agent.toml``, enrolment through ``dock-agent enroll``, and
   ``python -m agent.cli run`` as a subprocess whose log goes to a file;
 * :class:`Console` — the central console's side of MQTT: verifies every manifest with
@@ -35,6 +37,7 @@ from typing import Any, TypeVar
 import paho.mqtt.client as paho
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from agent.manifest import ManifestError, verify_manifest
 from camsim.cli import EXIT_UNPLUGGED
@@ -49,6 +52,7 @@ __all__ = [
     "EXIT_UNPLUGGED",
     "PY",
     "REPO",
+    "USB_ID",
     "Agent",
     "Camera",
     "Console",
@@ -67,6 +71,7 @@ STOP_DEADLINE_S = 10.0
 POLL_S = 0.02
 CHUNK = 64 * 1024
 DOCK_ID = "dock-e2e"
+USB_ID = "1d6b:0104"  # camsim's default VID:PID
 UNIT = "unit-e2e"
 
 T = TypeVar("T")
@@ -144,11 +149,13 @@ class Camera:
     """One emulated camera; ``start()`` again after it stopped is a replug of the same camera."""
 
     def __init__(self, root: Path, dev_dir: Path, name: str, *, media: Mapping[str, bytes] | None,
-                 args: Sequence[str], officer: str | None) -> None:
+                 args: Sequence[str], officer: str | None, usb_bus: Path | None = None) -> None:
         self.name = name
         self.dir = root / "cameras" / name
         self.dir.mkdir(parents=True)
         self.port = dev_dir / f"usb-{name}-bwc"
+        self.usb_bus = usb_bus  # on the simulated USB bus instead of a pty
+        self.device: Path | None = None  # USB: BUS_DIR/1-1.N of the latest run
         self.key = self.dir / "device-key.pem"
         self.state_dir = self.dir / "state"
         self.media = dict(media or {})
@@ -170,12 +177,33 @@ class Camera:
     def _log(self, run: int) -> Path:
         return self.dir / f"camsim-{run}.log"
 
+    @property
+    def usb(self) -> bool:
+        return self.usb_bus is not None
+
+    @property
+    def slot(self) -> str:
+        """The agent's name for where the camera is docked now: the pty link, or on USB the
+        port chain of the latest run (``usb:1-1.N``)."""
+        if self.usb_bus is None:
+            return str(self.port)
+        if self.device is None:
+            raise AssertionError(f"USB camera {self.name} was never plugged in")
+        return f"usb:{self.device.name}"
+
     def start(self, *faults: str) -> Camera:
+        return self.launch(*faults)()
+
+    def launch(self, *faults: str) -> Callable[[], Camera]:
+        """Spawn the emulator; the returned callable waits for its ready line (so that many
+        cameras boot in parallel: launch them all, then wait for each)."""
         if self.procs and self.procs[-1].poll() is None:
             raise RuntimeError(f"camera {self.name} is already running")
         run = len(self.procs)
+        where: list[str | Path] = (["--port", self.port] if self.usb_bus is None
+                                   else ["--usb", self.usb_bus, "--usb-id", USB_ID])
         argv: list[str | Path] = [
-            PY, "-m", "camsim.cli", "--port", self.port, "--key", self.key,
+            PY, "-m", "camsim.cli", *where, "--key", self.key,
             "--state-dir", self.state_dir, "--chunk-size", str(CHUNK),
             "--officer-id", self.officer]
         if self.media_dir is not None:
@@ -186,10 +214,15 @@ class Camera:
         proc = _spawn(argv, self._log(run))
         self.procs.append(proc)
 
+        marker = "camsim ready port=" if self.usb_bus is None else "camsim ready usb="
+        return lambda: self._await_ready(run, proc, marker, faults)
+
+    def _await_ready(self, run: int, proc: subprocess.Popen[bytes], marker: str,
+                     faults: Sequence[str]) -> Camera:
         def ready() -> str | None:
             text = self._log(run).read_text(errors="replace")
             for line in text.splitlines():
-                if "camsim ready port=" in line:
+                if marker in line:
                     return line
             if proc.poll() is not None:
                 raise AssertionError(f"camsim {self.name} exited with {proc.returncode}:\n{text}")
@@ -200,9 +233,25 @@ class Camera:
         if self.uid and uid != self.uid:
             raise AssertionError(f"camera {self.name} changed uid on restart")
         self.uid = uid
-        if not self.port.is_symlink():
+        if self.usb_bus is not None:
+            self.device = Path(line.split("usb=", 1)[1].split()[0])
+            if self.device.parent != self.usb_bus:
+                raise AssertionError(f"camsim {self.name} plugged into {self.device}, "
+                                     f"not into the bus {self.usb_bus}")
+            # A fault may unplug the device as soon as a host talked to it: only a camera
+            # without faults must still be on the bus here.
+            if not faults and not (self.device / "device.json").exists():
+                raise AssertionError(f"camsim {self.name} ready but not on the bus: {line}")
+        elif not self.port.is_symlink():
             raise AssertionError(f"camsim {self.name} ready without its link {self.port}")
         return self
+
+    @property
+    def plugged(self) -> bool:
+        """The device node is there: the pty link, or the USB device directory."""
+        if self.usb_bus is None:
+            return self.port.is_symlink()
+        return self.device is not None and self.device.exists()
 
     def create_key(self) -> bytes:
         """Create the device key now (camsim's own code) to learn the uid before first docking."""
@@ -294,7 +343,7 @@ class Agent:
 
     def __init__(self, root: Path, dev_dir: Path, *, broker: str,
                  settings: Mapping[str, Any] | None = None, require_ntp_sync: bool = False,
-                 ) -> None:
+                 usb_bus: Path | None = None) -> None:
         self.dir = root / "agent"
         self.dir.mkdir(parents=True)
         self.state_dir = self.dir / "state"
@@ -306,6 +355,9 @@ class Agent:
             "chunk_size_serial": CHUNK, "health_interval_s": 1, "session_timeout_s": 5,
             "usb_ids": [],  # serial cameras only, unless a test configures the simulated bus
         }
+        if usb_bus is not None:  # the simulated USB bus, through the agent's pyusb code path
+            config.update({"usb_backend": f"camsim:{usb_bus}", "usb_ids": [USB_ID],
+                           "chunk_size_usb": CHUNK})
         overrides = dict(settings or {})
         clock = {"require_ntp_sync": require_ntp_sync, **overrides.pop("clock", {})}
         config.update(overrides)
@@ -466,7 +518,8 @@ class Console:
         self.rejected: list[tuple[str, str]] = []  # (manifest_id, why)
         self._awaiting_identity: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
-        self.statuses: list[tuple[dict[str, Any], bool]] = []  # (camera_status, retain flag)
+        # (camera_status, retain flag as the agent published it), in order of arrival
+        self.statuses: list[tuple[dict[str, Any], bool]] = []
         self.acked: set[str] = set()
         self._client = paho.Client(CallbackAPIVersion.VERSION2,
                                    client_id=f"e2e-console-{os.getpid()}-{next(_console_ids)}",
@@ -503,7 +556,10 @@ class Console:
 
     def _on_connect(self, client: paho.Client, _u: Any, _f: Any, code: Any, _p: Any) -> None:
         if not code.is_failure:
-            client.subscribe(f"{self.prefix}/#", qos=1)
+            # Retain-as-published: the recorded retain flag is the agent's own, also for
+            # messages that arrive live (a broker clears it on those otherwise).
+            client.subscribe(f"{self.prefix}/#",
+                             options=SubscribeOptions(qos=1, retainAsPublished=True))
 
     def _on_disconnect(self, _c: paho.Client, _u: Any, _f: Any, _code: Any, _p: Any) -> None:
         with self._cond:
@@ -631,22 +687,28 @@ class Harness:
         self.root = root
         self.dev = root / "dev"
         self.dev.mkdir(parents=True)
+        self.usb_bus = root / "usb"  # the simulated USB bus (camsim --usb)
+        self.usb_bus.mkdir()
         self.cameras: dict[str, Camera] = {}
         self.agent: Agent | None = None
         self.consoles: list[Console] = []
 
     def camera(self, name: str, *, media: Mapping[str, bytes] | None = None,
                args: Sequence[str] = (), faults: Sequence[str] = (), officer: str | None = None,
-               start: bool = True) -> Camera:
-        cam = Camera(self.root, self.dev, name, media=media, args=args, officer=officer)
+               start: bool = True, usb: bool = False) -> Camera:
+        """A serial camera (pty), or with ``usb=True`` one on the simulated USB bus."""
+        cam = Camera(self.root, self.dev, name, media=media, args=args, officer=officer,
+                     usb_bus=self.usb_bus if usb else None)
         self.cameras[name] = cam
         if start:
             cam.start(*faults)
         return cam
 
-    def make_agent(self, broker: Mosquitto | None, **kwargs: Any) -> Agent:
+    def make_agent(self, broker: Mosquitto | None, *, usb: bool = False, **kwargs: Any) -> Agent:
+        """The agent; ``usb=True`` also serves the simulated USB bus (``usb_backend``)."""
         assert self.agent is None
-        self.agent = Agent(self.root, self.dev, broker=broker.url if broker else "", **kwargs)
+        self.agent = Agent(self.root, self.dev, broker=broker.url if broker else "",
+                           usb_bus=self.usb_bus if usb else None, **kwargs)
         return self.agent
 
     def console(self, broker: Mosquitto, **kwargs: Any) -> Console:
@@ -655,6 +717,11 @@ class Harness:
         console.trust(*[c for c in self.cameras.values() if c.uid])
         self.consoles.append(console)
         return console
+
+    def start_cameras(self, cameras: Iterable[Camera]) -> None:
+        """Boot cameras in parallel (each is one Python process signing its recordings)."""
+        for waiter in [cam.launch() for cam in cameras]:
+            waiter()
 
     def diagnostics(self) -> str:
         parts = [c.diagnostics() for c in self.consoles]
