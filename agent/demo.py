@@ -30,7 +30,7 @@ from firmware_protocol.signing import load_public_key
 
 from .manifest import ManifestError, verify_manifest
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "start_broker"]
 
 _CAMERAS = (
     ("healthy", ["--generate", "3:3M", "--battery", "100"]),
@@ -60,7 +60,8 @@ def _wait_for(predicate: Any, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def _start_broker(work: Path, stack: ExitStack) -> int:
+def start_broker(work: Path, stack: ExitStack) -> int:
+    """A throw-away Mosquitto on a free loopback port (stopped by ``stack``); its port."""
     exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto"
                                         if Path("/usr/sbin/mosquitto").exists() else None)
     if exe is None:
@@ -218,13 +219,21 @@ class _Console:
 
 
 def run_demo(*, forever: bool = False, workdir: Path | None = None) -> int:
+    try:
+        return _run_demo(forever, workdir)
+    except RuntimeError as exc:  # a missing broker, an emulator that would not start
+        say(f"demo FAILED: {exc}")
+        return 1
+
+
+def _run_demo(forever: bool, workdir: Path | None) -> int:
     with ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bwc-demo-")))
         work = workdir.resolve()
         (work / "dev").mkdir(parents=True, exist_ok=True)
         say(f"demo: working in {work}")
-        port = _start_broker(work, stack)
+        port = start_broker(work, stack)
         say(f"broker: mosquitto on 127.0.0.1:{port}")
         cams = {name: _start_camera(name, extra, work, stack) for name, extra in _CAMERAS}
         for name, (uid, _key) in cams.items():

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import statistics
@@ -187,27 +186,10 @@ def free_port() -> int:
 
 
 def start_broker(stack: ExitStack, work: Path) -> int:
-    exe = shutil.which("mosquitto") or next(
-        (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()),
-        None)
-    if exe is None:
-        raise SystemExit("mosquitto is not installed: `make deps` (apt-get install mosquitto)")
-    port = free_port()
-    conf = work / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                    f"log_dest file {work / 'mosquitto.log'}\n")
-    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    stack.callback(stop_process, proc)
+    """The demo's throw-away Mosquitto on a free loopback port; its port."""
+    from agent.demo import start_broker as demo_broker
 
-    def accepting() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mosquitto exited with {proc.returncode}")
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", port)) == 0
-
-    wait_for(accepting, 10, "mosquitto")
-    return port
+    return demo_broker(work, stack)
 
 
 # -- camsim ----------------------------------------------------------------------------------
