@@ -12,6 +12,16 @@ rotated when the current one reaches ``segment_max_bytes`` (checked before each 
 batch never straddles two files). Compaction drops whole leading segments; the first surviving
 line still carries the hash of the line before it, so the chain continues from that anchor.
 
+Partitioned journals (``partition=``, e.g. the calendar month) also rotate when the partition
+label changes, and carry the label in the segment name (``…0042.2026-11.jsonl``); labels never
+go back, so `read_partitions` opens only the segments of the labels asked for. That keeps a
+month's query as cheap in year 10 as in year 1.
+
+Ownership: by default one `Journal` object owns the directory (flock held while open). A
+*shared* journal (``shared=True``) takes the flock only around each operation, so a daemon and
+CLI commands append to the same history: before appending it reads just what other writers
+added since its own last look, so the chain stays linear.
+
 Crash model: only the last line of the last segment can be torn, because every append is
 fsynced before it is acknowledged and nothing is ever written behind it. On open such a line
 (incomplete, or complete but unparseable) is truncated away with a warning. Any other damage
@@ -28,7 +38,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +51,14 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SEGMENT_MAX_BYTES = 4 * 1024 * 1024
 GENESIS_HASH = "0" * 64
-_SEGMENT_RE = re.compile(r"^(\d{20})\.jsonl$")
+_SEGMENT_RE = re.compile(r"^(\d{20})(?:\.([0-9A-Za-z][0-9A-Za-z_-]{0,31}))?\.jsonl$")
+_LABEL_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_-]{0,31}$")
 _LOCK_NAME = "journal.lock"
 _TAIL_BLOCK = 64 * 1024
 
 
-def _segment_name(first_seq: int) -> str:
-    return f"{first_seq:020d}.jsonl"
+def _segment_name(first_seq: int, label: str | None = None) -> str:
+    return f"{first_seq:020d}.jsonl" if label is None else f"{first_seq:020d}.{label}.jsonl"
 
 
 def _line_hash(line: bytes) -> str:
@@ -80,48 +91,74 @@ def _check_link(
 
 
 class Journal:
-    """One journal directory, owned by a single `Journal` object at a time (flock-guarded).
+    """One journal directory.
 
     Thread-safe for appends and compaction. Memory use is constant in the history length:
-    only the segment start numbers, the last seq and the head hash are kept.
+    only the segment start numbers (and labels), the last seq and the head hash are kept.
     """
 
     def __init__(
-        self, directory: Path, *, segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES
+        self, directory: Path, *, segment_max_bytes: int = DEFAULT_SEGMENT_MAX_BYTES,
+        partition: Callable[[], str] | None = None, shared: bool = False,
     ) -> None:
+        """Open (creating if needed) the journal in `directory`.
+
+        `partition` returns the label new records belong to (called at each append, e.g. the
+        current UTC month); `shared` lets several `Journal` objects, in any processes, append
+        to the same directory in turn (see the module docstring).
+        """
         if segment_max_bytes < 1:
             raise ValueError("segment_max_bytes must be positive")
         self.directory = Path(directory)
         self.segment_max_bytes = segment_max_bytes
+        self._partition = partition
+        self._shared = shared
         self._lock = threading.Lock()
         ensure_dir(self.directory)
+        self._closed = False
         self._lock_fd: int | None = self._lock_directory()
         self._tail: AppendOnlyFile | None = None
+        self._labels: dict[int, str | None] = {}
         try:
             self._starts = self._list_segments()
             self._last_seq, self._head = self._recover()
         except BaseException:
             self.close()
             raise
+        if shared:
+            self._unlock_directory()
 
     # -- opening -------------------------------------------------------------------------
 
     def _lock_directory(self) -> int:
         fd = os.open(self.directory / _LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # A shared journal waits its turn (another writer holds the lock for one append);
+            # an owned one refuses a second owner at once.
+            fcntl.flock(fd, fcntl.LOCK_EX if self._shared else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             os.close(fd)
             raise StoreError(f"journal {self.directory} is open elsewhere") from exc
         return fd
 
+    def _unlock_directory(self) -> None:
+        if self._lock_fd is not None:
+            fd, self._lock_fd = self._lock_fd, None
+            os.close(fd)  # releases the flock
+
     def _list_segments(self) -> list[int]:
-        return sorted(
-            int(m.group(1)) for p in self.directory.iterdir() if (m := _SEGMENT_RE.match(p.name))
-        )
+        labels: dict[int, str | None] = {}
+        for p in self.directory.iterdir():
+            if (m := _SEGMENT_RE.match(p.name)) is not None:
+                first = int(m.group(1))
+                if first in labels:
+                    raise CorruptStoreError(f"two segments start at seq {first}", path=p)
+                labels[first] = m.group(2)
+        self._labels = labels
+        return sorted(labels)
 
     def _path(self, first_seq: int) -> Path:
-        return self.directory / _segment_name(first_seq)
+        return self.directory / _segment_name(first_seq, self._labels.get(first_seq))
 
     def _last_line_of(self, first_seq: int) -> tuple[int, str]:
         """(seq, hash) of the last line of a sealed (non-tail) segment, reading from the end."""
@@ -159,11 +196,21 @@ class Journal:
                     f"previous segment ends at seq {prev_seq}, tail starts at {tail_start}",
                     path=self._path(tail_start),
                 )
-        path = self._path(tail_start)
+        seq, head = self._scan_tail(0, tail_start - 1, expected_prev)
+        if head is None:
+            raise CorruptStoreError("tail segment is empty and has no predecessor",
+                                    path=self._path(tail_start))
+        return seq, head
+
+    def _scan_tail(self, offset: int, seq: int, head: str | None) -> tuple[int, str | None]:
+        """Open the tail segment and check its lines from byte `offset` on, which must follow
+        record `seq` whose hash is `head`; cut a torn last line; return the new (seq, head)."""
+        path = self._path(self._starts[-1])
         self._tail = AppendOnlyFile(path)
         size = self._tail.size
-        seq, head, good_end, lineno = tail_start - 1, expected_prev, 0, 0
+        good_end, lineno = offset, 0
         with open(path, "rb") as f:
+            f.seek(offset)
             for raw in f:
                 lineno += 1
                 end = good_end + len(raw)
@@ -180,13 +227,35 @@ class Journal:
                 _check_link(rec, seq + 1, head, path, lineno)
                 seq, head, good_end = seq + 1, _line_hash(line), end
         if good_end < size:
-            # Its fsync never returned, so nobody was told it was stored.
-            log.warning("journal %s: truncating torn tail at line %d (%d bytes)",
+            # Its fsync never returned, so nobody was told it was stored. (A shared journal
+            # holds the lock here, so the writer that tore it is gone, not mid-append.)
+            log.warning("journal %s: truncating torn tail after line %d (%d bytes)",
                         path, lineno, size - good_end)
             self._tail.truncate(good_end)
-        if head is None:
-            raise CorruptStoreError("tail segment is empty and has no predecessor", path=path)
         return seq, head
+
+    def _catch_up(self) -> None:
+        """Shared journals, lock held: take in what other writers appended since our last look.
+
+        Costs only what they added, except when they opened a new segment: then the new tail is
+        scanned whole (bounded by ``segment_max_bytes``)."""
+        known_tail = self._starts[-1] if self._starts else None
+        known_size = self._tail.size if self._tail is not None else 0
+        starts = self._list_segments()
+        same_tail = starts[-1:] == ([known_tail] if known_tail is not None else [])
+        if same_tail and (known_tail is None
+                          or os.stat(self._path(known_tail)).st_size == known_size):
+            return
+        if self._tail is not None:
+            self._tail.close()
+            self._tail = None
+        self._starts = starts
+        if same_tail:
+            self._last_seq, head = self._scan_tail(known_size, self._last_seq, self._head)
+            assert head is not None  # the scan starts from our known head
+            self._head = head
+        else:
+            self._last_seq, self._head = self._recover()
 
     # -- properties ----------------------------------------------------------------------
 
@@ -229,32 +298,69 @@ class Journal:
         `ValueError`/`TypeError` for records that use ``seq``/``prev`` or are not JSON-able
         are raised before anything is written.
         """
+        batch = list(records)
+        for record in batch:
+            if "seq" in record or "prev" in record:
+                raise ValueError("'seq' and 'prev' are assigned by the journal")
         with self._lock:
-            if self._lock_fd is None:
+            if self._closed:
                 raise StoreError(f"journal {self.directory} is closed")
-            seq, prev, lines = self._last_seq, self._head, []
-            for record in records:
-                if "seq" in record or "prev" in record:
-                    raise ValueError("'seq' and 'prev' are assigned by the journal")
-                seq += 1
-                line = canonical_json_bytes({**record, "seq": seq, "prev": prev})
-                prev = _line_hash(line)
-                lines.append(line + b"\n")
-            if not lines:
-                return []
-            self._tail_for_append().append(b"".join(lines))
-            first = self._last_seq + 1
-            self._last_seq, self._head = seq, prev
-            return list(range(first, seq + 1))
+            if not self._shared:
+                return self._append_locked(batch)
+            self._lock_fd = self._lock_directory()
+            try:
+                self._catch_up()
+                return self._append_locked(batch)
+            finally:
+                self._unlock_directory()
+
+    def refresh(self) -> None:
+        """Shared journals: take in what other writers appended (for `read` and `last_seq`)."""
+        if not self._shared:
+            return
+        with self._lock:
+            if self._closed:
+                raise StoreError(f"journal {self.directory} is closed")
+            self._lock_fd = self._lock_directory()
+            try:
+                self._catch_up()
+            finally:
+                self._unlock_directory()
+
+    def _append_locked(self, batch: list[Mapping[str, Any]]) -> list[int]:
+        seq, prev, lines = self._last_seq, self._head, []
+        for record in batch:
+            seq += 1
+            line = canonical_json_bytes({**record, "seq": seq, "prev": prev})
+            prev = _line_hash(line)
+            lines.append(line + b"\n")
+        if not lines:
+            return []
+        self._tail_for_append().append(b"".join(lines))
+        first = self._last_seq + 1
+        self._last_seq, self._head = seq, prev
+        return list(range(first, seq + 1))
 
     def _tail_for_append(self) -> AppendOnlyFile:
         tail = self._tail
-        if tail is not None and (tail.size == 0 or tail.size < self.segment_max_bytes):
+        label = self._partition() if self._partition is not None else None
+        if label is not None and not _LABEL_RE.match(label):
+            raise ValueError(f"bad partition label {label!r}")
+        current = self._labels.get(self._starts[-1]) if self._starts else None
+        # A label that goes back (the clock stepped backwards) stays in the current segment:
+        # segment labels must never decrease, or a partition read could miss a segment.
+        relabel = label is not None and (current is None or label > current)
+        if tail is not None and not relabel and tail.size < self.segment_max_bytes:
             return tail
         if tail is not None:
             tail.close()
             self._tail = None
         start = self._last_seq + 1
+        if tail is not None and tail.size == 0:
+            # An empty tail (created, then the append failed) is renamed to its new label.
+            self._path(start).unlink()
+            self._starts.pop()
+        self._labels[start] = label if relabel else current
         self._tail = AppendOnlyFile(self._path(start))  # durable before anything goes in
         self._starts.append(start)
         return self._tail
@@ -267,6 +373,9 @@ class Journal:
         a crash part-way leaves a consistent, shorter prefix removed.
         """
         with self._lock:
+            if self._shared:
+                # Shared journals hold histories kept for good (audit, compliance records).
+                raise StoreError(f"journal {self.directory} is shared: it is never compacted")
             limit = min(seq, self._last_seq)
             drop = 0
             while drop + 1 < len(self._starts) and self._starts[drop + 1] <= limit:
@@ -290,6 +399,31 @@ class Journal:
         Records below the oldest retained segment are silently unavailable (compacted).
         """
         return (rec for rec, _ in self._walk(from_seq))
+
+    def read_partitions(self, first: str, last: str) -> Iterator[dict[str, Any]]:
+        """Yield the records of the segments labelled `first` … `last` (inclusive, compared as
+        strings), oldest first, validated like `read`. Only those segments are opened.
+
+        A partition read cannot check the link into its first segment (that needs the line
+        before it); `verify` checks the whole chain.
+        """
+        with self._lock:
+            starts, end = list(self._starts), self._last_seq
+            labels = dict(self._labels)
+        chosen = [i for i, s in enumerate(starts) if (lab := labels.get(s)) is not None
+                  and first <= lab <= last]
+        if not chosen:
+            return iter(())
+        # Labels never decrease, so the chosen segments are consecutive.
+        lo, hi = chosen[0], chosen[-1]
+        stop = starts[hi + 1] - 1 if hi + 1 < len(starts) else end
+        return (rec for rec, _ in self._walk_snapshot(starts[lo:hi + 1], stop, starts[lo]))
+
+    def partitions(self) -> list[str]:
+        """Labels of the retained segments, oldest first, without repeats."""
+        with self._lock:
+            seen = [self._labels.get(s) for s in self._starts]
+        return list(dict.fromkeys(lab for lab in seen if lab is not None))
 
     def verify(self) -> int:
         """Re-walk every retained record, checking the chain up to `head_hash`; return count."""
@@ -348,6 +482,7 @@ class Journal:
     def close(self) -> None:
         """Close files and release the directory lock. Idempotent."""
         with self._lock:
+            self._closed = True
             if self._tail is not None:
                 self._tail.close()
                 self._tail = None
