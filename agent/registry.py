@@ -9,9 +9,6 @@ again on every docking). Also the short list of manifests between "recording fin
 from __future__ import annotations
 
 import base64
-import fcntl
-import os
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +20,7 @@ from tinydb import Query
 from firmware_protocol.signing import load_public_key, public_key_raw
 
 from .store.durable import ensure_dir
-from .store.state import open_state
+from .store.state import StateLock, open_state
 
 __all__ = ["CameraRecord", "Registry"]
 
@@ -51,37 +48,12 @@ def _record(doc: dict[str, Any]) -> CameraRecord:
     )
 
 
-class _Lock:
-    """Thread lock plus an ``flock`` on a side file: the daemon and CLI commands such as
-    ``dock-agent enroll`` share the state file, and TinyDB's read-modify-write would otherwise
-    lose one of two concurrent updates."""
-
-    def __init__(self, path: Path) -> None:
-        self._thread_lock = threading.Lock()
-        self._path = path
-
-    def __enter__(self) -> None:
-        self._thread_lock.acquire()
-        try:
-            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-        except BaseException:
-            self._thread_lock.release()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            os.close(self._fd)  # releases the flock
-        finally:
-            self._thread_lock.release()
-
-
 class Registry:
     """Thread- and process-safe access to the camera registry."""
 
     def __init__(self, path: Path) -> None:
         ensure_dir(path.parent)
-        self._lock = _Lock(path.with_name(path.name + ".lock"))
+        self._lock = StateLock(path.with_name(path.name + ".lock"))
         # Opening the storage removes stale temp files: only under the lock, or it deletes the
         # temp file of a write that another process (daemon or CLI) is making right now.
         with self._lock:
@@ -125,6 +97,16 @@ class Registry:
             stored = self._cameras.get(Query().camera_uid == doc["camera_uid"])
         assert isinstance(stored, dict)
         return _record(dict(stored))
+
+    def revoke(self, camera_uid: bytes) -> CameraRecord:
+        """Forget an enrolled camera (its key is no longer trusted); return what it was.
+        Durable on return. `KeyError` if it is not enrolled."""
+        with self._lock:
+            doc = self._cameras.get(Query().camera_uid == camera_uid.hex())
+            if not isinstance(doc, dict):
+                raise KeyError(f"camera {camera_uid.hex()} is not enrolled")
+            self._cameras.remove(Query().camera_uid == camera_uid.hex())
+        return _record(dict(doc))
 
     def set_officer(self, camera_uid: bytes, officer_id: str | None) -> None:
         self._update(camera_uid, {"officer_id": officer_id})

@@ -5,13 +5,17 @@ Layout under `store_dir` (directories 0700, files 0600)::
     partial/<rid_hex>/        being offloaded: meta.json, chunks.dat[, seal.json, manifest.json]
     recordings/<rid_hex>/     stored: same files, seal.json present
     quarantine/<rid_hex>.<n>/ failed verification: the partial as it was, plus reason.json
+    purging/<rid_hex>/        a purge in progress (Art. 15): moved out of recordings/ first
+    purged/<rid_hex>          empty marker left by a finished purge: never offload it again
 
 A recording's lifecycle is directory moves, each durable: it is *stored* exactly when its
 directory is under ``recordings/`` — the rename is the commit point, and ``recordings/`` is
 authoritative. Progress of a partial is never kept elsewhere: it is the number of complete,
 in-order records in its ``chunks.dat`` (format in `agent.store.chunkfile`). Each recording has
 its own random data key, stored wrapped by the dock's `KeyStore` in ``meta.json``.
-Nothing here deletes evidence; failed recordings are moved aside, never removed.
+Nothing here deletes evidence on its own; failed recordings are moved aside, never removed.
+The only deletion is `finish_purge`, which the compliance layer calls for an administrator's
+signed purge of an expired recording, after the tombstone is durable.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from agent.store.durable import (
     atomic_write_json,
     atomic_write_stream,
     ensure_dir,
+    fsync_dir,
     move_durable,
 )
 from agent.store.errors import CorruptStoreError, StoreError
@@ -318,7 +323,10 @@ class FootageStore:
         self._partial = self.store_dir / "partial"
         self._recordings = self.store_dir / "recordings"
         self._quarantine = self.store_dir / "quarantine"
-        for directory in (self._partial, self._recordings, self._quarantine):
+        self._purging = self.store_dir / "purging"
+        self._purged = self.store_dir / "purged"
+        for directory in (self._partial, self._recordings, self._quarantine, self._purging,
+                          self._purged):
             ensure_dir(directory)
         self._open: dict[bytes, PartialRecording] = {}
 
@@ -433,3 +441,44 @@ class FootageStore:
     def free_bytes(self) -> int:
         """Bytes available to this process on the store's filesystem."""
         return shutil.disk_usage(self.store_dir).free
+
+    # -- purge (Art. 15) ---------------------------------------------------------------------
+
+    def begin_purge(self, recording_id: bytes) -> None:
+        """Take a stored recording out of ``recordings/`` (durable on return), so that from
+        here on it is no longer stored; `finish_purge` or `abort_purge` follows."""
+        rid_hex = _check_rid(recording_id)
+        if not (self._recordings / rid_hex).is_dir():
+            raise StoreError(f"recording {rid_hex} is not stored")
+        move_durable(self._recordings / rid_hex, self._purging / rid_hex)
+
+    def abort_purge(self, recording_id: bytes) -> None:
+        """Put a recording whose purge was not recorded back where it was (durable)."""
+        rid_hex = _check_rid(recording_id)
+        move_durable(self._purging / rid_hex, self._recordings / rid_hex)
+
+    def finish_purge(self, recording_id: bytes) -> None:
+        """Delete the footage and its wrapped data key, leave the ``purged/`` marker.
+
+        Promise on return: the marker and the deletion are durable. Idempotent, so recovery
+        can repeat it after a crash part-way."""
+        rid_hex = _check_rid(recording_id)
+        marker = self._purged / rid_hex
+        if not marker.exists():
+            fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            fsync_dir(self._purged)
+        target = self._purging / rid_hex
+        if target.exists():
+            shutil.rmtree(target)
+            fsync_dir(self._purging)
+        log.warning("recording %s purged", rid_hex)
+
+    def purges_in_progress(self) -> list[bytes]:
+        return list(_hex_names(self._purging))
+
+    def is_purged(self, recording_id: bytes) -> bool:
+        return (self._purged / _check_rid(recording_id)).exists()

@@ -7,7 +7,10 @@ nothing about footage progress lives here: that is derived from the footage file
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ from tinydb.storages import Storage
 from agent.store.durable import atomic_write_bytes, ensure_dir, remove_stale_temps
 from agent.store.errors import CorruptStoreError
 
-__all__ = ["AtomicJSONStorage", "open_state"]
+__all__ = ["AtomicJSONStorage", "StateLock", "open_state"]
 
 
 class AtomicJSONStorage(Storage):
@@ -69,3 +72,28 @@ class AtomicJSONStorage(Storage):
 def open_state(path: Path) -> TinyDB:
     """Open (or lazily create, on first write) a TinyDB at `path` with atomic storage."""
     return TinyDB(path, storage=AtomicJSONStorage)
+
+
+class StateLock:
+    """Thread lock plus an ``flock`` on a side file: the daemon and CLI commands (such as
+    ``dock-agent enroll`` or ``hold``) share state files, and TinyDB's read-modify-write would
+    otherwise lose one of two concurrent updates."""
+
+    def __init__(self, path: Path) -> None:
+        self._thread_lock = threading.Lock()
+        self._path = path
+
+    def __enter__(self) -> None:
+        self._thread_lock.acquire()
+        try:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            os.close(self._fd)  # releases the flock
+        finally:
+            self._thread_lock.release()
