@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import fcntl
 import json
 import logging
 import os
@@ -18,13 +17,14 @@ from pathlib import Path
 from firmware_protocol.errors import ProtocolError
 from firmware_protocol.signing import load_public_key
 
+from . import cli_compliance
+from .cli_compliance import CliError
+from .compliance.audit import AuditLog, cli_actor
 from .config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 from .manifest import ManifestError, verify_footage, verify_manifest
 from .registry import Registry
-from .store.durable import ensure_dir
 from .store.errors import StoreError
 from .store.footage import FootageStore
-from .store.journal import Journal
 from .store.keys import KeyStore
 
 __all__ = ["main"]
@@ -32,8 +32,6 @@ __all__ = ["main"]
 log = logging.getLogger("agent.cli")
 
 
-class CliError(Exception):
-    """A user-facing failure: printed as one line, exit status 1."""
 
 
 def _setup_logging(level: int) -> None:
@@ -59,21 +57,13 @@ def _stored(cfg: Config, rid_hex: str) -> tuple[FootageStore, bytes]:
 
 
 def _audit(cfg: Config, action: str, **details: object) -> None:
-    """Append-only, hash-chained record of access to footage (Art. 18)."""
-    directory = cfg.state_dir / "journal" / "audit"
-    ensure_dir(directory.parent)
-    # A Journal has one owner at a time and refuses a second one at once; CLI commands run by
-    # several operators (or scripts) at the same moment take turns here instead of failing
-    # after their action was done but before it was audited.
-    fd = os.open(directory.parent / "audit.cli.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                 0o600)
+    """Append-only, hash-chained record of access to footage (Art. 18), shared with the
+    daemon: appends from several processes take turns and stay one chain."""
+    log_ = AuditLog(cfg.state_dir)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        with Journal(directory) as journal:
-            journal.append({"action": action, "by": os.environ.get("SUDO_USER")
-                            or os.environ.get("USER", "?"), "pid": os.getpid(), **details})
+        log_.append(action, cli_actor(), **details)
     finally:
-        os.close(fd)
+        log_.close()
 
 
 # -- subcommands -----------------------------------------------------------------------------
@@ -214,6 +204,7 @@ def _parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", parents=[common], help="write a recording's original bytes")
     x.add_argument("recording_id")
     x.add_argument("--out", required=True)
+    cli_compliance.add_parsers(sub, common)
     d = sub.add_parser("demo", parents=[common], help="emulated cameras + local broker")
     d.add_argument("--forever", action="store_true", help="keep running after the tour")
     d.add_argument("--workdir", help="keep demo state here (default: a temp dir)")
@@ -223,6 +214,7 @@ def _parser() -> argparse.ArgumentParser:
 _HANDLERS: dict[str, Handler] = {
     "run": cmd_run, "status": cmd_status, "identity": cmd_identity, "enroll": cmd_enroll,
     "cameras": cmd_cameras, "verify": cmd_verify, "export": cmd_export,
+    **cli_compliance.HANDLERS,
 }
 
 
@@ -235,9 +227,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = load_config(Path(args.config))
         _setup_logging(cfg.log_level_number if args.command == "run" else logging.WARNING)
         return _HANDLERS[args.command](cfg, args)
-    except (CliError, ConfigError, StoreError, ProtocolError, OSError, ValueError,
-            KeyError) as exc:
-        print(f"dock-agent {args.command}: error: {exc}", file=sys.stderr)
+    except (*cli_compliance.ERRORS, ConfigError, StoreError, ProtocolError, OSError,
+            ValueError, KeyError) as exc:
+        print(f"dock-agent {args.command}: error: {cli_compliance.describe(exc)}",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -28,6 +28,7 @@ __all__ = [
     "DEFAULT_CONFIG_PATH",
     "BrokerAddress",
     "ClockConfig",
+    "ComplianceConfig",
     "Config",
     "ConfigError",
     "Delivery",
@@ -111,6 +112,14 @@ class ClockConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ComplianceConfig:
+    gap_threshold_s: int = 600
+    overdue_after_s: int = 86_400
+    retention_months: int = 120
+    command_max_age_s: int = 300
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     dock_id: str
     unit: str
@@ -127,6 +136,7 @@ class Config:
     storage_reserve_bytes: int = 1 << 30
     max_concurrent_offloads: int = 4
     session_timeout_s: float = 10.0
+    status_interval_s: float = 5.0
     outbox_rate_per_s: float = 50.0
     log_level: str = "info"
     usb_backend: str = "libusb1"
@@ -135,6 +145,7 @@ class Config:
     tls: TlsConfig = field(default_factory=TlsConfig)
     readiness: ReadinessConfig = field(default_factory=ReadinessConfig)
     clock: ClockConfig = field(default_factory=ClockConfig)
+    compliance: ComplianceConfig = field(default_factory=ComplianceConfig)
 
     @property
     def topic_prefix_resolved(self) -> str:
@@ -397,6 +408,7 @@ def _parse(t: _Table) -> Config:
         storage_reserve_bytes=t.integer("storage_reserve_bytes", 1 << 30, 0, 1 << 50),
         max_concurrent_offloads=t.integer("max_concurrent_offloads", 4, 1, 64),
         session_timeout_s=t.number("session_timeout_s", 10.0, 0.1, 600),
+        status_interval_s=t.number("status_interval_s", 5.0, 0.1, 86400),
         outbox_rate_per_s=t.number("outbox_rate_per_s", 50.0, 0.01, 100000),
         log_level=t.choice("log_level", str, tuple(_LOG_LEVELS), "info"),
         usb_backend=_usb_backend(t),
@@ -406,6 +418,7 @@ def _parse(t: _Table) -> Config:
         tls=_tls(t.sub("tls"), broker),
         readiness=_readiness(t.sub("readiness")),
         clock=_clock(t.sub("clock")),
+        compliance=_compliance(t.sub("compliance")),
     )
     t.finish()
     if config.clock.max_residual_ms > config.readiness.clock_tolerance_ms:
@@ -422,6 +435,18 @@ def _readiness(t: _Table) -> ReadinessConfig:
         battery_min_pct=t.integer("battery_min_pct", 90, 0, 100),
         storage_min_hours=t.integer("storage_min_hours", 8, 0, 1000),
         clock_tolerance_ms=t.integer("clock_tolerance_ms", 1000, 1, 3_600_000),
+    )
+    t.finish()
+    return cfg
+
+
+def _compliance(t: _Table) -> ComplianceConfig:
+    cfg = ComplianceConfig(
+        gap_threshold_s=t.integer("gap_threshold_s", 600, 1, 86_400),
+        overdue_after_s=t.integer("overdue_after_s", 86_400, 60, 30 * 86_400),
+        # Art. 15 keeps footage 120 months: the setting can only lengthen that.
+        retention_months=t.integer("retention_months", 120, 120, 1200),
+        command_max_age_s=t.integer("command_max_age_s", 300, 10, 86_400),
     )
     t.finish()
     return cfg
