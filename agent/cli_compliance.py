@@ -11,12 +11,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 from .compliance.audit import cli_actor
 from .compliance.service import HOLD_REASONS, Compliance, ComplianceError, ComplianceSettings
 from .config import Config
+from .publish.topics import iso_ms
 from .registry import Registry
+from .store.durable import atomic_write_bytes
 from .store.footage import FootageStore
 from .store.keys import KeyStore
 
@@ -188,13 +191,70 @@ def cmd_audit(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_preserve(cfg: Config, args: argparse.Namespace) -> int:
+    from .compliance.preserve import Label, PreservationError, preserve
+
+    rids = [bytes.fromhex(_rid(r)) for r in args.recording_ids]
+    with open_compliance(cfg) as book:
+        keys = book.store.keys
+        try:
+            label = Label(producing_unit=args.unit or cfg.unit, producer=args.producer,
+                          produced_at=iso_ms(time.time_ns() // 1_000_000),
+                          case_name=args.case_name, case_number=args.case_number)
+            copies = preserve(
+                book.store, rids, label, [Path(p) for p in args.out], fmt=args.format,
+                dock_public_key=keys.public_key_raw, dock_id=cfg.dock_id,
+                camera_public_keys={r.camera_uid: r.public_key.public_bytes_raw()
+                                    for r in book.registry.cameras()})
+        except PreservationError as exc:
+            book.audit.append("preserve", cli_actor(), recording_ids=[r.hex() for r in rids],
+                              case_number=args.case_number, outcome="failed",
+                              error=str(exc))
+            raise CliError(str(exc)) from None
+        book.audit.append("preserve", cli_actor(), recording_ids=[r.hex() for r in rids],
+                          case_number=args.case_number, case_name=args.case_name,
+                          producer=args.producer, outcome="ok",
+                          copies=[{"path": str(c.path), "format": c.fmt,
+                                   "image_sha256": c.image_sha256} for c in copies])
+    for c in copies:
+        print(f"copy {c.copy_number}: {c.path} verified")
+    return 0
+
+
+def cmd_report(cfg: Config, args: argparse.Namespace) -> int:
+    from .compliance.report import build_report, render_csv, render_html, render_json
+
+    year = args.year
+    if not 2000 <= year <= 9999:
+        raise CliError(f"--year {year}: expected a four-digit year")
+    start = int(datetime(year, 1, 1, tzinfo=UTC).timestamp() * 1000)
+    end = int(datetime(year + 1, 1, 1, tzinfo=UTC).timestamp() * 1000) - 1
+    with open_compliance(cfg) as book:
+        report = build_report(book.records.read_range(start, end), year=year,
+                              dock_id=cfg.dock_id, unit=cfg.unit,
+                              generated_at=iso_ms(time.time_ns() // 1_000_000),
+                              open_gaps=book.state.open_gaps())
+    render = {"json": render_json, "csv": render_csv, "html": render_html}[args.format]
+    text = render(report)
+    if args.out:
+        out = Path(args.out)
+        if out.exists():
+            raise CliError(f"{out} exists; refusing to overwrite")
+        atomic_write_bytes(out, text.encode())
+        print(f"report {year} written to {out}")
+    else:
+        print(text, end="")
+    return 0
+
+
 # -- parsing ---------------------------------------------------------------------------------
 
 Handler = Callable[[Config, argparse.Namespace], int]
 
 HANDLERS: dict[str, Handler] = {
     "assign": cmd_assign, "ledger": cmd_ledger, "gaps": cmd_gaps, "retention": cmd_retention,
-    "hold": cmd_hold, "unhold": cmd_unhold, "audit": cmd_audit,
+    "hold": cmd_hold, "unhold": cmd_unhold, "audit": cmd_audit, "preserve": cmd_preserve,
+    "report": cmd_report,
 }
 
 
@@ -230,6 +290,20 @@ def add_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     u.add_argument("--text", required=True, help="why the hold ends")
     au = sub.add_parser("audit", parents=[common], help="audit log (Art. 18)")
     au.add_argument("action", choices=("verify", "show"))
+    pr = sub.add_parser("preserve", parents=[common],
+                        help="two verified preservation copies (Art. 16)")
+    pr.add_argument("recording_ids", nargs="+", metavar="RECORDING_ID")
+    pr.add_argument("--case-name", required=True)
+    pr.add_argument("--case-number", required=True)
+    pr.add_argument("--producer", required=True, help="who makes the copies")
+    pr.add_argument("--unit", help="producing unit (default: the dock's unit)")
+    pr.add_argument("--out", action="append", required=True, metavar="DIR",
+                    help="give twice: one directory per copy, ideally on different media")
+    pr.add_argument("--format", choices=("iso", "dir"), default="iso")
+    rp = sub.add_parser("report", parents=[common], help="annual review (Art. 17)")
+    rp.add_argument("--year", type=int, required=True)
+    rp.add_argument("--format", choices=("json", "csv", "html"), default="json")
+    rp.add_argument("--out", help="write to this file (default: stdout)")
 
 
 ERRORS = (CliError, ComplianceError)

@@ -300,26 +300,30 @@ class Compliance:
         if reason not in HOLD_REASONS:
             raise ComplianceError("malformed", f"hold reason must be one of {HOLD_REASONS}")
         with self._lock:
-            for rid in recording_ids:
-                self._require_stored(rid)
-            for rid in recording_ids:
+            manifests = {rid: self._require_stored(rid) for rid in recording_ids}
+            for rid, m in manifests.items():
+                who = {"camera_uid": m["camera_uid"], "officer_id": m.get("officer_id")}
                 self.state.set_hold({"recording_id": rid, "reason": reason, "text": text,
-                                     "by": actor, "at": iso_ms(self._clock())})
+                                     "by": actor, "at": iso_ms(self._clock()), **who})
                 self.records.append("hold", recording_id=rid, reason=reason, text=text,
-                                    by=actor, request_id=request_id)
+                                    by=actor, request_id=request_id, **who)
         self.audit.append("hold", actor, recording_ids=list(recording_ids), reason=reason,
                           request_id=request_id)
 
     def unhold(self, recording_ids: Sequence[str], *, text: str, actor: str,
                request_id: str | None = None) -> None:
         with self._lock:
-            missing = [r for r in recording_ids if self.state.hold(r) is None]
+            holds = {r: self.state.hold(r) for r in recording_ids}
+            missing = [r for r, h in holds.items() if h is None]
             if missing:
                 raise ComplianceError("not_found", f"not under hold: {', '.join(missing)}")
-            for rid in recording_ids:
+            for rid, h in holds.items():
+                assert h is not None
                 self.state.remove_hold(rid)
                 self.records.append("unhold", recording_id=rid, reason=None, text=text,
-                                    by=actor, request_id=request_id)
+                                    by=actor, request_id=request_id,
+                                    camera_uid=h.get("camera_uid"),
+                                    officer_id=h.get("officer_id"))
         self.audit.append("unhold", actor, recording_ids=list(recording_ids),
                           request_id=request_id)
 
@@ -369,6 +373,7 @@ class Compliance:
                 tombstones.append(self.records.append(
                     "purge", recording_id=rid, manifest_id=manifest["manifest_id"],
                     sha256=manifest["sha256"], camera_uid=manifest["camera_uid"],
+                    officer_id=manifest.get("officer_id"),
                     started_at=manifest["started_at"], admin_id=admin_id, reason=reason,
                     request_id=request_id))
                 self.store.finish_purge(raw)

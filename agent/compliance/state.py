@@ -30,6 +30,7 @@ class ComplianceState:
         self._cameras = self._db.table("cameras", cache_size=0)
         self._gaps = self._db.table("open_gaps", cache_size=0)
         self._holds = self._db.table("holds", cache_size=0)
+        self._meta = self._db.table("meta", cache_size=0)
 
     def close(self) -> None:
         with self._lock:
@@ -91,3 +92,14 @@ class ComplianceState:
     def holds(self) -> list[dict[str, Any]]:
         with self._lock:
             return sorted((dict(d) for d in self._holds.all()), key=lambda h: h["recording_id"])
+
+    # -- counters (e.g. how far the ledger has been queued for publishing) -------------------
+
+    def meta(self, name: str, default: int = 0) -> int:
+        with self._lock:
+            doc = self._meta.get(Query().name == name)
+        return int(doc["value"]) if isinstance(doc, dict) else default
+
+    def set_meta(self, name: str, value: int) -> None:
+        with self._lock:
+            self._meta.upsert({"name": name, "value": value}, Query().name == name)

@@ -119,3 +119,42 @@ def test_audit_verify_fails_loudly_after_an_edit(cfg: Path,
     seg.write_bytes(b"".join(lines))
     rc, _, err = run(cfg, capsys, "audit", "verify")
     assert rc == 1 and "hash chain broken at seq 2" in err
+
+
+def test_preserve_two_copies_and_the_report(cfg: Path, capsys: pytest.CaptureFixture[str],
+                                            tmp_path: Path) -> None:
+    state = cfg.parent / "state"
+    book = _book(cfg)
+    try:
+        fx = store_recording(book.store, camera_key=CAM, dock_key=KeyStore(state).signing_key,
+                             camera_uid=UID, started_ms=1_767_225_600_000,
+                             ended_ms=1_767_229_200_000)
+        book.recording_stored(fx.manifest)
+    finally:
+        book.close()
+    rid = fx.recording_id.hex()
+    outs = [tmp_path / "disc1", tmp_path / "disc2"]
+    for o in outs:
+        o.mkdir()
+    rc, out, err = run(cfg, capsys, "preserve", rid, "--case-name", "Market stall dispute",
+                       "--case-number", "2026-114", "--producer", "clerk Wang",
+                       "--out", str(outs[0]), "--out", str(outs[1]), "--format", "dir")
+    assert rc == 0, err
+    assert out.count("verified") == 2
+    for o in outs:
+        (copy,) = o.iterdir()
+        assert "2026-114" in (copy / "LABEL.TXT").read_text()
+    rc, out, err = run(cfg, capsys, "preserve", rid, "--case-name", "x", "--case-number", "y",
+                       "--producer", "z", "--out", str(outs[0]))
+    assert rc == 1 and len(err.strip().splitlines()) == 1
+    rc, out, _ = run(cfg, capsys, "audit", "show")
+    actions = [json.loads(x) for x in out.splitlines()]
+    assert [(a["action"], a["outcome"]) for a in actions] == [("preserve", "ok"),
+                                                             ("preserve", "failed")]
+    rc, out, _ = run(cfg, capsys, "report", "--year", "2026")
+    assert rc == 0 and json.loads(out)["fleet"]["recordings"] == 1
+    html = tmp_path / "review.html"
+    assert run(cfg, capsys, "report", "--year", "2026", "--format", "html", "--out",
+               str(html))[0] == 0
+    assert "<svg" in html.read_text()
+    assert run(cfg, capsys, "report", "--year", "2026", "--out", str(html))[0] == 1
