@@ -7,14 +7,21 @@ State directory layout (all 0700/0600, owned by the service user)::
     footage/                    encrypted recordings (partial/, recordings/, quarantine/)
     outbox/                     durable queue of manifests and events until acknowledged
     journal/sessions/           append-only record of every session step
+    journal/records/, journal/audit/, compliance.json, command_nonces.json
+                                the rules' records (docs/compliance.md)
     status.json                 the latest status summary, for `dock-agent status`
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
+import hashlib
+import json
 import logging
+import os
+import queue
 import signal
 import threading
 import time
@@ -24,6 +31,11 @@ from types import FrameType
 from typing import Any
 
 from . import __version__, systemd
+from .cli_compliance import settings_of
+from .compliance.commands import CommandAuthenticator, NonceStore, load_console_keys
+from .compliance.dispatch import CommandDispatcher
+from .compliance.loop import ComplianceLoop
+from .compliance.service import Compliance
 from .config import Config, ConfigError
 from .health import health_payload
 from .memory import tune_malloc
@@ -34,7 +46,7 @@ from .publish.publisher import Publisher
 from .publish.topics import SCHEMA, Topics, encode, event_payload, iso_now
 from .registry import Registry
 from .session import SessionOutcome, run_session
-from .slots import OffloadSlots, SlotManager
+from .slots import Device, OffloadSlots, SlotManager, SlotWatch
 from .store.durable import atomic_write_json, ensure_dir
 from .store.footage import FootageStore
 from .store.journal import Journal
@@ -77,6 +89,15 @@ class Agent:
         self.store = FootageStore(self.paths.footage, self.keys)
         self.outbox = Outbox(self.paths.outbox)
         self.sessions_journal = Journal(self.paths.sessions)
+        self.compliance = Compliance(self.paths.root, settings_of(config), store=self.store,
+                                     registry=self.registry)
+        max_age = config.compliance.command_max_age_s
+        self.commands = CommandDispatcher(
+            self.compliance, CommandAuthenticator(
+                config.dock_id, load_console_keys(config.console_public_keys), max_age,
+                NonceStore(self.paths.root / "command_nonces.json", max_age)),
+            dock_id=config.dock_id, event=self.event)
+        self._command_queue: queue.Queue[tuple[str, bytes]] = queue.Queue(maxsize=256)
         self.topics = Topics(config.topic_prefix_resolved)
         self.offload_slots = OffloadSlots(config.max_concurrent_offloads)
         self.stopping = threading.Event()
@@ -103,6 +124,14 @@ class Agent:
         if finished:
             log.info("recovered %d interrupted finalisations", len(finished))
         self._requeue_unpublished()
+        self.compliance.recover_purges()
+        self._audit_config()
+        self.compliance_loop = ComplianceLoop(
+            self.compliance, dock_id=self.config.dock_id, signing_key=self.signing_key,
+            queue_ledger=self._queue_ledger,
+            set_audit_head=lambda head: self.publisher.set_retained(self.topics.audit_head,
+                                                                    head),
+            event=self.event)
         if self.config.broker:
             self.link = self._make_link()
             self.publisher.attach(self.link)
@@ -111,6 +140,8 @@ class Agent:
             log.info("no broker configured: everything waits in the outbox")
         self._spawn(self.publisher.run, self.stopping, name="publisher")
         self._spawn(self._health_loop, name="health")
+        self._spawn(self._compliance_loop, name="compliance")
+        self._spawn(self._command_loop, name="commands")
         systemd.ready()
         log.info("dock %s started (state %s)", self.config.dock_id, self.paths.root)
 
@@ -137,10 +168,58 @@ class Agent:
             will=WillMessage(state, encode(self._state_payload("offline"))),
             birth=[RetainedMessage(state, encode(self._state_payload("online"))),
                    RetainedMessage(self.topics.identity, encode(self.identity_payload()))],
-            tls=tls, subscriptions=[self.topics.acks],
-            on_message=self.publisher.on_message,
+            tls=tls, subscriptions=[self.topics.acks, self.topics.commands],
+            on_message=self._on_message,
             on_publish_result=self.publisher.on_publish_result,
         )
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        """paho's thread: acks are settled at once; commands wait for the command thread (a
+        purge deletes files, which paho's network loop must not wait for)."""
+        if not self.topics.is_command(topic):
+            self.publisher.on_message(topic, payload)
+            return
+        try:
+            self._command_queue.put_nowait((topic, payload))
+        except queue.Full:
+            # A flood the dock cannot keep up with: the console sees no result and may retry.
+            log.warning("command queue full: dropping a command on %s", topic)
+
+    def _command_loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                topic, payload = self._command_queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            result = self.commands.handle(topic, payload)
+            if result["error"] == "replayed":
+                continue  # the first copy's result is the answer (docs/compliance.md)
+            item_id = f"cmd_result:{result['request_id'] or os.urandom(8).hex()}"
+            self.outbox.put("cmd_result", self.topics.cmd_result, {**result, "id": item_id},
+                            item_id)
+            self.publisher.poke()
+
+    def _compliance_loop(self) -> None:
+        while True:
+            try:
+                self.compliance_loop.tick()
+            except Exception:  # the records are durable; a failed tick is retried
+                log.exception("compliance loop tick failed")
+            if self.stopping.wait(1.0):
+                return
+
+    def _queue_ledger(self, batch: list[tuple[dict[str, Any], str]]) -> None:
+        self.outbox.put_many(("ledger", self.topics.ledger, payload, item_id)
+                             for payload, item_id in batch)
+        self.publisher.poke()
+
+    def _audit_config(self) -> None:
+        """Audit a start with a configuration that differs from the last one audited."""
+        text = json.dumps(dataclasses.asdict(self.config), sort_keys=True, default=str)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        if self.compliance.state.meta("config_sha256", None) != digest:
+            self.compliance.audit.append("config_loaded", "daemon", config_sha256=digest)
+            self.compliance.state.set_meta("config_sha256", digest)
 
     def _state_payload(self, state: str) -> dict[str, Any]:
         return {"type": "state", "schema": SCHEMA, "dock_id": self.config.dock_id,
@@ -170,11 +249,15 @@ class Agent:
         # hangs, systemd restarts us. STATUS= rides along (a no-op without NOTIFY_SOCKET).
         notify_every = min(watchdog / 2, 5.0) if watchdog else 5.0
         while not self.stopping.is_set():
-            present: dict[str, Callable[[], Transport]] = {
-                path: functools.partial(SerialTransport, path) for path in discovery.scan()}
+            # Slot identity is the physical place: the serial device path, or the USB bus-port
+            # chain (``usb:1-1.3``). A device's identity tells a replug into the same place.
+            present: dict[str, Device] = {
+                path: Device(functools.partial(SerialTransport, path), identity)
+                for path, identity in discovery.scan().items()}
             usb = self._usb_discovery()
             if usb is not None:
-                present.update({slot: functools.partial(UsbTransport, device)
+                present.update({slot: Device(functools.partial(UsbTransport, device),
+                                             (device.bus, device.address))
                                 for slot, device in usb.scan().items()})
             self.slots.update(present)
             now = time.monotonic()
@@ -194,6 +277,7 @@ class Agent:
         """Stop within systemd's 10 s: sessions finish the chunk in hand, then lines close."""
         systemd.stopping()
         self.stopping.set()
+        self.slots.wake_all()  # idle and parked sessions end now, publishing their undock
         if not self.slots.join(grace_s):
             self.slots.close_all()  # a chunk cut here is simply fetched again next time
             self.slots.join(2.0)
@@ -206,6 +290,7 @@ class Agent:
             self.link.stop(timeout=1.0)
         self.outbox.close()
         self.sessions_journal.close()
+        self.compliance.close()
         self.registry.close()
         log.info("stopped")
 
@@ -274,8 +359,8 @@ class Agent:
                  ", ".join(str(i) for i in self.config.usb_ids))
         return self._usb
 
-    def _serve(self, transport: Transport) -> SessionOutcome:
-        return run_session(self, transport)
+    def _serve(self, transport: Transport, watch: SlotWatch) -> SessionOutcome:
+        return run_session(self, transport, watch)
 
     def _on_crash(self, slot: str, exc: BaseException) -> None:
         self.event("session_crashed", None, {"slot": slot, "error": type(exc).__name__,

@@ -4,6 +4,13 @@ The order is fixed and every step is recorded: identify → authenticate against
 → measure the clock offset (kept as evidence) → set the clock if the dock's own clock can be
 trusted → verify the residual → status → readiness → offload → event log → release → keep the
 status fresh until the camera leaves.
+
+The camera's leaving is noticed two ways: its transport fails (during a transfer, at once), or
+the slot manager's hot-plug scan no longer finds the device and says so through the session's
+:class:`DeviceWatch` (while idle or waiting, within a second). Either way the session ends and
+publishes ``docked: false``. A camera that breaks the protocol or stops answering is still in its
+slot: it stays reported docked, is left alone (the line is released) and the session waits for
+it to leave before publishing the undock.
 """
 
 from __future__ import annotations
@@ -27,27 +34,33 @@ from firmware_protocol.signing import auth_message, load_public_key, verify_sign
 
 from .channel import CameraErrorReply, Channel, ProtocolViolation, SessionError
 from .clock import ClockSample, dock_clock_synchronised, measure_offset, now_us
+from .compliance.service import Compliance
 from .config import Config, EraseAfter
 from .manifest import build_manifest, sign_manifest
 from .offload import IntegrityError, Offloader, OffloadStopped
 from .readiness import ReadinessInput, ReadinessThresholds, assess
 from .registry import CameraRecord, Registry
 from .store.footage import FootageStore
-from .transports.base import Transport, TransportError
+from .transports.base import Transport, TransportClosed, TransportError
 
-__all__ = ["SessionEnd", "SessionHost", "SessionOutcome", "run_session"]
+__all__ = ["DeviceWatch", "SessionEnd", "SessionHost", "SessionOutcome", "run_session"]
 
 log = logging.getLogger(__name__)
 
 _LIST_PAGE = 64
 LATE_OFFLOAD_S = 24 * 3600  # Art. 13: footage is stored within 24 hours of the recording's end
 _LOG_PAGE = 64
+# How often a wait for an offload slot looks at the watch (a semaphore cannot wait on an event).
+_WATCH_POLL_S = 0.25
+# Safety net for a parked session: the watch wakes it; this only bounds a missed wake-up.
+_PARKED_POLL_S = 5.0
+_LEFT = "device left (no longer found by hot-plug)"
 
 
 class SessionEnd(StrEnum):
-    UNPLUGGED = "unplugged"  # transport closed: the camera left (or the line broke)
+    UNPLUGGED = "unplugged"  # transport closed or device gone: the camera left (or line broke)
     REFUSED = "refused"  # unknown device / failed auth: left untouched, not retried until replug
-    PROTOCOL = "protocol"  # the camera broke the protocol or stopped answering
+    PROTOCOL = "protocol"  # the camera broke the protocol or stopped answering (and then left)
     STOPPED = "stopped"  # the agent is shutting down
 
 
@@ -64,12 +77,41 @@ class OffloadSlotsLike(Protocol):
     def release(self) -> None: ...
 
 
+class DeviceWatch(Protocol):
+    """The slot manager's word on this session's device (``agent.slots.SlotWatch``)."""
+
+    @property
+    def gone(self) -> bool:
+        """Hot-plug no longer finds the device."""
+        ...
+
+    def wait(self, timeout: float | None) -> bool:
+        """Sleep up to ``timeout`` s; returns early (True) when the device left or the agent
+        is stopping."""
+        ...
+
+
+class _StoppingOnly:
+    """The watch of a session run without a slot manager: only the agent stopping ends waits."""
+
+    def __init__(self, stopping: threading.Event) -> None:
+        self._stopping = stopping
+
+    @property
+    def gone(self) -> bool:
+        return False
+
+    def wait(self, timeout: float | None) -> bool:
+        return self._stopping.wait(timeout)
+
+
 class SessionHost(Protocol):
     """What a session needs from the daemon around it."""
 
     config: Config
     store: FootageStore
     registry: Registry
+    compliance: Compliance
     signing_key: Ed25519PrivateKey
     stopping: threading.Event
 
@@ -98,12 +140,15 @@ class _Docked:
     residual: ClockSample | None = None
     clock_set: bool = False
     listing: list[m.RecordingInfo] = field(default_factory=list)
+    ready: bool | None = None
+    reasons: list[str] = field(default_factory=list)
 
 
-def run_session(host: SessionHost, transport: Transport, *,
-                status_interval_s: float = 5.0) -> SessionOutcome:
-    """Serve one camera until it leaves, misbehaves or the agent stops. Never raises."""
-    session = _Session(host, transport, status_interval_s)
+def run_session(host: SessionHost, transport: Transport,
+                watch: DeviceWatch | None = None) -> SessionOutcome:
+    """Serve one camera until it leaves or the agent stops (a camera that misbehaves is left
+    alone, still docked, until it leaves). Never raises."""
+    session = _Session(host, transport, watch or _StoppingOnly(host.stopping))
     try:
         return session.run()
     finally:
@@ -111,12 +156,13 @@ def run_session(host: SessionHost, transport: Transport, *,
 
 
 class _Session:
-    def __init__(self, host: SessionHost, transport: Transport, status_interval_s: float) -> None:
+    def __init__(self, host: SessionHost, transport: Transport, watch: DeviceWatch) -> None:
         self.host = host
         self.cfg = host.config
         self.transport = transport
+        self.watch = watch
         self.id = os.urandom(8).hex()
-        self.status_interval_s = status_interval_s
+        self.status_interval_s = self.cfg.status_interval_s
         chunk = self.cfg.chunk_size_usb if transport.kind == "usb" else self.cfg.chunk_size_serial
         self.conn = Connection(Role.DOCK, max_payload=chunk + 4)
         self.channel = Channel(transport, self.conn, timeout_s=self.cfg.session_timeout_s)
@@ -126,6 +172,7 @@ class _Session:
         # unknown device gets docked/slot). A device announcing an enrolled uid without proving
         # it must not touch that camera's status (e.g. mark it undocked from another slot).
         self.may_report = False
+        self.docked: _Docked | None = None  # set once handed in (Art. 4 ledger)
 
     def step(self, name: str, **details: Any) -> None:
         self.host.record_step(self.id, name, {"slot": self.transport.slot,
@@ -142,16 +189,54 @@ class _Session:
             return SessionOutcome(SessionEnd.STOPPED, self.uid)
         except TransportError as exc:
             self.step("unplugged", reason=str(exc))
+            self._hand_out()
             return SessionOutcome(SessionEnd.UNPLUGGED, self.uid, str(exc))
         except (SessionError, CameraErrorReply) as exc:
             code = exc.code.name if isinstance(exc, ProtocolViolation) else type(exc).__name__
             self.step("session_failed", error=str(exc), code=code)
             self.host.event("protocol_error", self.uid,
                             {"slot": self.transport.slot, "error": str(exc), "code": code})
+            self._park()
             return SessionOutcome(SessionEnd.PROTOCOL, self.uid, str(exc))
         finally:
             if self.uid is not None and self.may_report:
                 self.host.camera_status(self.uid, {"docked": False, "slot": self.transport.slot})
+
+    # -- the device's presence -----------------------------------------------------------------
+
+    def _check_present(self) -> None:
+        """Raise :class:`TransportClosed` if hot-plug no longer finds the device."""
+        if self.watch.gone:
+            raise TransportClosed(f"{self.transport.slot}: {_LEFT}")
+
+    def _pause(self, seconds: float) -> bool:
+        """Wait up to ``seconds``; True when the agent is stopping. Ends at once, raising
+        :class:`TransportClosed`, when the device leaves meanwhile."""
+        self.watch.wait(seconds)
+        self._check_present()
+        return self.host.stopping.is_set()
+
+    def _park(self) -> None:
+        """The camera failed but is still in its slot: docked, not communicating. Release the
+        line (a hung camera is not polled again), keep it reported docked, and wait until it
+        leaves (or the agent stops); ``run``'s ``finally`` then publishes the undock."""
+        self.transport.close()
+        if self.uid is not None and self.may_report:
+            self.host.camera_status(self.uid, {"docked": True, "slot": self.transport.slot})
+        while not self.watch.gone and not self.host.stopping.is_set():
+            self.watch.wait(_PARKED_POLL_S)
+        if self.watch.gone:
+            self.step("unplugged", reason=_LEFT)
+            self._hand_out()
+
+    def _hand_out(self) -> None:
+        """The camera left the dock: an officer took it (Art. 4). A session that never got as
+        far as the hand-in (refused, or unplugged during identification) records nothing."""
+        d, self.docked = self.docked, None
+        if d is not None:
+            self.host.compliance.hand_out(d.identity.camera_uid, slot=self.transport.slot,
+                                          status=_ledger_status(d.status), ready=d.ready,
+                                          reasons=d.reasons)
 
     # -- identify and authenticate -----------------------------------------------------------
 
@@ -191,12 +276,18 @@ class _Session:
     def _dock(self, d: _Docked) -> None:
         self._clock(d)
         self._refresh_status(d)
+        self.host.compliance.hand_in(
+            d.identity.camera_uid, slot=self.transport.slot, status=_ledger_status(d.status),
+            clock_offset_ms=d.offset_before.offset_ms if d.offset_before else 0)
+        self.docked = d
         d.listing = self._list()
         self._publish_readiness(d, announce=True)
         self._offload(d)
         if self.host.stopping.is_set():
             return
         self._pull_event_log(d)
+        if not self._pending(d):
+            self._check_gaps(d)
         self._release(d)
         self._refresh_status(d)
         d.listing = self._list()
@@ -246,8 +337,10 @@ class _Session:
 
     def _pending(self, d: _Docked) -> list[m.RecordingInfo]:
         record = self.host.registry.get(d.identity.camera_uid) or d.record
-        return [r for r in d.listing if r.sealed and not self.host.store.is_stored(r.recording_id)
-                and r.recording_id.hex() not in record.quarantined]
+        store = self.host.store
+        return [r for r in d.listing if r.sealed and not store.is_stored(r.recording_id)
+                and r.recording_id.hex() not in record.quarantined
+                and not store.is_purged(r.recording_id)]
 
     def _publish_readiness(self, d: _Docked, *, announce: bool,
                            offload: dict[str, int] | None = None) -> None:
@@ -272,9 +365,12 @@ class _Session:
             "offload": offload or self._progress_summary(d),
         }
         self.host.camera_status(d.identity.camera_uid, status)
+        d.ready, d.reasons = readiness.ready, reasons
         if announce:
             self.step("readiness", ready=readiness.ready, reasons=reasons)
             if not readiness.ready:
+                self.host.compliance.readiness_failure(d.identity.camera_uid,
+                                                       slot=self.transport.slot, reasons=reasons)
                 self.host.event("not_ready", self.uid, {"reasons": reasons,
                                                         "slot": self.transport.slot})
 
@@ -310,7 +406,9 @@ class _Session:
                     self._publish_readiness(d, announce=False, offload=summary)
 
             def between_chunks() -> None:
-                # Battery, storage and clock keep being reported while a long offload runs.
+                # Battery, storage and clock keep being reported while a long offload runs, or
+                # while it is paused on the store's reserve (then this runs every second).
+                self._check_present()
                 if time.monotonic() - last_status[0] >= self.status_interval_s:
                     last_status[0] = time.monotonic()
                     self._refresh_status(d)
@@ -333,10 +431,12 @@ class _Session:
     def _offload_slot(self, d: _Docked) -> Iterator[bool]:
         """Hold one of the ``max_concurrent_offloads`` slots (yields False if the agent stops
         first). The wait can last hours on a full dock: meanwhile the camera's status is
-        refreshed every status interval, as during an offload, which also notices an unplug."""
+        refreshed every status interval, as during an offload; an unplug ends the wait within
+        a quarter second."""
         slots = self.host.offload_slots
         refresh_at = time.monotonic() + self.status_interval_s
-        while not slots.acquire(timeout=min(1.0, self.status_interval_s)):
+        while not slots.acquire(timeout=_WATCH_POLL_S):
+            self._check_present()
             if self.host.stopping.is_set():
                 yield False
                 return
@@ -376,6 +476,7 @@ class _Session:
             self.host.registry.mark_unpublished(manifest["manifest_id"], rid)
             partial.finalise(result.seal_message, result.seal_signature, manifest)
         self.host.queue_manifest(manifest, rid)
+        self.host.compliance.recording_stored(manifest)
         self.step("stored", recording_id=rid.hex(), manifest_id=manifest["manifest_id"],
                   fetched=result.fetched_bytes)
         if manifest["offload_delay_s"] > LATE_OFFLOAD_S:
@@ -389,6 +490,8 @@ class _Session:
         self.host.registry.add_quarantined(d.identity.camera_uid, rid)
         self.step("quarantined", recording_id=rid.hex(), reason=exc.reason.value,
                   detail=exc.detail)
+        self.host.compliance.integrity_failure(d.identity.camera_uid, recording_id=rid,
+                                               reason=exc.reason.value, detail=exc.detail)
         self.host.event("integrity_failure", self.uid, {
             "recording_id": rid.hex(), "reason": exc.reason.value, "detail": exc.detail,
             "chunk_index": exc.index, "quarantine": where.name, "slot": self.transport.slot,
@@ -406,12 +509,23 @@ class _Session:
             if not page.more or not page.entries:
                 break
             since = page.entries[-1].seq + 1
-        self.step("event_log", entries=[
-            {"seq": e.seq, "at_ms": e.at_ms, "kind": e.kind.name.lower(),
-             "recording_id": e.recording_id.hex() if any(e.recording_id) else None,
-             "detail": e.detail} for e in entries])
+        as_json = [{"seq": e.seq, "at_ms": e.at_ms, "kind": e.kind.name.lower(),
+                    "recording_id": e.recording_id.hex() if any(e.recording_id) else None,
+                    "detail": e.detail} for e in entries]
+        self.step("event_log", entries=as_json)
+        # Evidence first, then the high-water mark: a crash in between pulls the entries again.
+        self.host.compliance.camera_log(d.identity.camera_uid, as_json)
         if entries:
             self.host.registry.set_last_log_seq(d.identity.camera_uid, entries[-1].seq)
+
+    def _check_gaps(self, d: _Docked) -> None:
+        """Every recording of the last hand-out is stored and the camera's log is in: look
+        for interruptions (Art. 8, 12) and tell the console about each."""
+        for gap in self.host.compliance.check_gaps(d.identity.camera_uid):
+            self.step("gap", gap_id=gap["gap_id"], kind=gap["kind"], status=gap["status"])
+            self.host.event("gap", self.uid, {k: gap[k] for k in (
+                "gap_id", "kind", "status", "reason", "from", "to", "duration_s",
+                "handout_id", "officer_id")})
 
     def _releasable(self, d: _Docked) -> list[m.RecordingInfo]:
         policy = self.cfg.erase_after
@@ -440,8 +554,9 @@ class _Session:
             d.listing = self._list()
 
     def _idle(self, d: _Docked) -> None:
-        stop: Callable[[float], bool] = self.host.stopping.wait
-        while not stop(self.status_interval_s):
+        """Docked and done: refresh the status every status interval until the camera leaves
+        (the watch ends the wait at once) or the agent stops."""
+        while not self._pause(self.status_interval_s):
             self._refresh_status(d)
             if self._releasable(d):
                 self._release(d)
@@ -449,3 +564,9 @@ class _Session:
             if self._pending(d):
                 self._offload(d)
             self._publish_readiness(d, announce=False)
+
+
+def _ledger_status(status: dict[str, Any]) -> dict[str, Any]:
+    """The camera's state as the usage ledger records it at hand-in and hand-out."""
+    return {"battery_pct": status.get("battery_pct"),
+            "storage_free_bytes": status.get("storage_free")}

@@ -46,7 +46,7 @@ class CommandDispatcher:
         self.book = book
         self.auth = authenticator
         self.dock_id = dock_id
-        self._event = event
+        self.event = event
         self._clock = clock
 
     def handle(self, topic: str, payload: bytes) -> dict[str, Any]:
@@ -95,7 +95,7 @@ class CommandDispatcher:
         elif isinstance(a, PurgeArgs):
             for tomb in book.purge([r.hex() for r in a.recording_ids], admin_id=a.admin_id,
                                    reason=a.reason, actor=who, request_id=rid):
-                self._event("purged", bytes.fromhex(tomb["camera_uid"]), {
+                self.event("purged", bytes.fromhex(tomb["camera_uid"]), {
                     k: tomb[k] for k in ("recording_id", "manifest_id", "sha256", "admin_id",
                                          "reason", "request_id")})
         elif isinstance(a, EnrollArgs):

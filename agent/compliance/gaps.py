@@ -72,8 +72,10 @@ def find_gaps(camera_uid: str, recordings: Sequence[RecordingSpan],
     for i, rec in enumerate(ordered):
         nxt = ordered[i + 1] if i + 1 < len(ordered) else None
         end_of_gap = nxt.started_ms if nxt is not None else hand_in_ms
-        at_end = tuple(e for e in stops if abs(e["at_ms"] - rec.ended_ms) <= DEVICE_STOP_SLACK_MS
-                       or e.get("recording_id") == rec.recording_id)
+        # An entry naming a recording belongs to that recording only; an anonymous one to the
+        # recording that ended within the slack of it.
+        at_end = tuple(e for e in stops if e.get("recording_id") == rec.recording_id or (
+            not e.get("recording_id") and abs(e["at_ms"] - rec.ended_ms) <= DEVICE_STOP_SLACK_MS))
         if at_end:
             to_ms = max(end_of_gap if end_of_gap is not None else rec.ended_ms, rec.ended_ms)
             found.append(FoundGap(_gap_id(camera_uid, rec.recording_id, "device_stop"),
@@ -82,8 +84,8 @@ def find_gaps(camera_uid: str, recordings: Sequence[RecordingSpan],
             continue
         if nxt is None or nxt.started_ms - rec.ended_ms <= threshold_ms:
             continue
-        inside = tuple(e for e in stops if rec.ended_ms - DEVICE_STOP_SLACK_MS <= e["at_ms"]
-                       <= nxt.started_ms)
+        inside = tuple(e for e in stops if rec.ended_ms < e["at_ms"] <= nxt.started_ms
+                       and not e.get("recording_id"))
         found.append(FoundGap(_gap_id(camera_uid, rec.recording_id, "interruption"),
                               "interruption", rec.ended_ms, nxt.started_ms, rec.recording_id,
                               nxt.recording_id, inside))

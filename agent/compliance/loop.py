@@ -46,7 +46,7 @@ class ComplianceLoop:
         self._key = signing_key
         self._queue_ledger = queue_ledger
         self._set_head = set_audit_head
-        self._event = event
+        self.event = event
         self._mono = monotonic
         self._clock_ms = clock_ms
         self._head_sent: tuple[int, str] | None = None
@@ -60,31 +60,39 @@ class ComplianceLoop:
         if self._mono() - self._overdue_at >= OVERDUE_EVERY_S:
             self._overdue_at = self._mono()
             for rec in self.book.overdue():
-                self._event("overdue_camera", bytes.fromhex(rec["camera_uid"]), {
+                self.event("overdue_camera", bytes.fromhex(rec["camera_uid"]), {
                     k: rec[k] for k in ("handout_id", "officer_id", "out_since", "limit_s")})
 
     def pump_ledger(self) -> int:
-        """Queue every compliance record not yet queued; return how many."""
+        """Queue every compliance record not yet queued; return how many.
+
+        One pass over the journal from the first unqueued record (a read starts at the head of
+        that record's segment, so it must not restart per batch), batches of `_BATCH`.
+        """
         journal = self.book.records.journal
         journal.refresh()
-        done = self.book.state.meta(_PUBLISHED)
+        done = int(self.book.state.meta(_PUBLISHED, 0))
+        if journal.last_seq <= done:
+            return 0
         total = 0
-        while journal.last_seq > done:
-            batch: list[tuple[dict[str, Any], str]] = []
-            last = done
-            for rec in journal.read(done + 1):
-                last = int(rec["seq"])
-                batch.append(({"type": "ledger", "schema": 1, "dock_id": self.dock_id,
-                               "id": f"{self.dock_id}:{rec['seq']}", "entry": rec},
-                              f"{self.dock_id}:{rec['seq']}"))
-                if len(batch) >= _BATCH:
-                    break
-            if not batch:
-                break
-            self._queue_ledger(batch)
-            done = last
-            self.book.state.set_meta(_PUBLISHED, done)
-            total += len(batch)
+        batch: list[tuple[dict[str, Any], str]] = []
+
+        def flush() -> None:
+            nonlocal done, total
+            if batch:
+                self._queue_ledger(batch)
+                done = int(batch[-1][0]["entry"]["seq"])
+                self.book.state.set_meta(_PUBLISHED, done)
+                total += len(batch)
+                batch.clear()
+
+        for rec in journal.read(done + 1):
+            item_id = f"{self.dock_id}:{rec['seq']}"
+            batch.append(({"type": "ledger", "schema": 1, "dock_id": self.dock_id,
+                           "id": item_id, "entry": rec}, item_id))
+            if len(batch) >= _BATCH:
+                flush()
+        flush()
         return total
 
     def publish_head(self, *, force: bool = False) -> bool:

@@ -238,7 +238,14 @@ class Compliance:
                     out.append(record)
                 h["gaps_checked"] = True
                 h["recordings"] = []  # checked: the spans are in the journal
-            self.state.update_camera(uid, {"handouts": handouts})
+            # Log entries up to the latest checked hand-in (camera clock) have been weighed
+            # against every hand-out they could belong to, and any gap they explain carries
+            # them as evidence: keeping them would grow compliance.json with the history.
+            checked_until = max((h["in_ms"] + int(h.get("in_offset_ms", 0)) for h in handouts
+                                 if h.get("gaps_checked", True) and "in_ms" in h), default=None)
+            entries = cam["log_entries"] if checked_until is None else [
+                e for e in cam["log_entries"] if e["at_ms"] > checked_until]
+            self.state.update_camera(uid, {"handouts": handouts, "log_entries": entries})
         return out
 
     def overdue(self) -> list[dict[str, Any]]:

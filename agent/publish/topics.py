@@ -71,6 +71,27 @@ class Topics:
     def acks(self) -> str:
         return f"{self.prefix}/acks"
 
+    @property
+    def ledger(self) -> str:
+        return f"{self.prefix}/ledger"
+
+    @property
+    def audit_head(self) -> str:
+        return f"{self.prefix}/audit_head"
+
+    @property
+    def commands(self) -> str:
+        """Subscription filter for console commands (``…/cmd/{name}``)."""
+        return f"{self.prefix}/cmd/+"
+
+    def is_command(self, topic: str) -> bool:
+        return topic.startswith(f"{self.prefix}/cmd/") and topic.count("/") == (
+            self.prefix.count("/") + 2)
+
+    @property
+    def cmd_result(self) -> str:
+        return f"{self.prefix}/cmd_result"
+
     def camera(self, camera_uid: bytes) -> str:
         return f"{self.prefix}/cameras/{camera_uid.hex()}"
 

@@ -119,6 +119,7 @@ class Journal:
         self._lock_fd: int | None = self._lock_directory()
         self._tail: AppendOnlyFile | None = None
         self._labels: dict[int, str | None] = {}
+        self._listed: tuple[list[str], dict[int, str | None]] = ([], {})
         try:
             self._starts = self._list_segments()
             self._last_seq, self._head = self._recover()
@@ -147,14 +148,22 @@ class Journal:
             os.close(fd)  # releases the flock
 
     def _list_segments(self) -> list[int]:
+        names = os.listdir(self.directory)
+        if names == self._listed[0]:
+            # The same directory entries as last time (a shared journal looks before every
+            # append): skip re-parsing hundreds of segment names in a long history.
+            self._labels = dict(self._listed[1])
+            return sorted(self._labels)
         labels: dict[int, str | None] = {}
-        for p in self.directory.iterdir():
-            if (m := _SEGMENT_RE.match(p.name)) is not None:
+        for name in names:
+            if (m := _SEGMENT_RE.match(name)) is not None:
                 first = int(m.group(1))
                 if first in labels:
-                    raise CorruptStoreError(f"two segments start at seq {first}", path=p)
+                    raise CorruptStoreError(f"two segments start at seq {first}",
+                                            path=self.directory / name)
                 labels[first] = m.group(2)
         self._labels = labels
+        self._listed = (names, dict(labels))
         return sorted(labels)
 
     def _path(self, first_seq: int) -> Path:

@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from agent.compliance.commands import encode_command
 from agent.manifest import ManifestError, verify_manifest
 from camsim.cli import EXIT_UNPLUGGED
 from camsim.keys import derive_camera_uid, load_or_create_key
@@ -518,6 +519,9 @@ class Console:
         self.rejected: list[tuple[str, str]] = []  # (manifest_id, why)
         self._awaiting_identity: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
+        self.ledger: list[dict[str, Any]] = []  # compliance records (docs/compliance.md)
+        self.cmd_results: list[dict[str, Any]] = []
+        self.audit_heads: list[dict[str, Any]] = []
         # (camera_status, retain flag as the agent published it), in order of arrival
         self.statuses: list[tuple[dict[str, Any], bool]] = []
         self.acked: set[str] = set()
@@ -598,6 +602,12 @@ class Console:
                     to_ack.append(payload["id"])
             elif kind == "camera_status":
                 self.statuses.append((payload, bool(msg.retain)))
+            elif kind in ("ledger", "cmd_result"):
+                (self.ledger if kind == "ledger" else self.cmd_results).append(payload)
+                if self.ack_events:
+                    to_ack.append(payload["id"])
+            elif kind == "audit_head":
+                self.audit_heads.append(payload)
             self._cond.notify_all()
         if to_ack:
             self._publish_ack(to_ack)
@@ -628,13 +638,35 @@ class Console:
     def ack(self, ids: Iterable[str]) -> None:
         self._publish_ack(list(ids))
 
+    def send_command(self, doc: Mapping[str, Any]) -> None:
+        """Publish a console command (built with ``agent.compliance.commands.sign_command``)
+        on ``…/cmd/{name}`` as its canonical bytes."""
+        self._client.publish(f"{self.prefix}/cmd/{doc['command']}",
+                             encode_command(doc), qos=1).wait_for_publish(START_DEADLINE_S)
+
+    def cmd_result(self, request_id: str) -> dict[str, Any] | None:
+        with self._cond:
+            return next((r for r in self.cmd_results if r["request_id"] == request_id), None)
+
+    def ledger_entries(self, camera: Camera | None = None, kind: str | None = None
+                       ) -> list[dict[str, Any]]:
+        """Compliance records received on ``…/ledger`` (de-duplicated by id), in order."""
+        with self._cond:
+            seen: dict[str, dict[str, Any]] = {}
+            for msg in self.ledger:
+                seen.setdefault(msg["id"], msg["entry"])
+        entries = sorted(seen.values(), key=lambda e: int(e["seq"]))
+        return [e for e in entries if (camera is None or e.get("camera_uid") == camera.uid_hex)
+                and (kind is None or e["type"] == kind)]
+
     def snapshot(self) -> dict[str, Any]:
         """Consistent copies of what arrived so far."""
         with self._cond:
             return {
                 "manifest_msgs": list(self.manifest_msgs), "verified": dict(self.verified),
                 "rejected": list(self.rejected), "events": list(self.events),
-                "statuses": list(self.statuses),
+                "statuses": list(self.statuses), "ledger": list(self.ledger),
+                "cmd_results": list(self.cmd_results), "audit_heads": list(self.audit_heads),
             }
 
     def verified_for(self, camera: Camera) -> dict[str, dict[str, Any]]:

@@ -167,3 +167,15 @@ def test_stall_ends_the_session_without_release(e2e: Harness, mosquitto: Mosquit
     assert console.snapshot()["manifest_msgs"] == []
     status = e2e.wait(lambda: console.docked_status(staller), "a readiness verdict")
     assert "footage_pending" in status["reasons"]
+    # Hung but still in its slot: reported docked (not communicating: the protocol_error event)
+    # until it is unplugged, then undocked from that slot.
+    e2e.wait(lambda: f"host closed {staller.port}" in staller.log_text(),
+             "the agent to let go of the stalled camera's line")
+    assert all(s["docked"] is True for s in console.camera_statuses(staller))
+    assert staller.stop() == 0
+    last = e2e.wait(lambda: next((s for s in console.camera_statuses(staller)
+                                  if s["docked"] is False), None),
+                    "the stalled camera reported undocked once unplugged")
+    assert last is not None and last["slot"] == str(staller.port)
+    assert [s["step"] for s in agent.steps(camera=staller)][-2:] == ["session_failed",
+                                                                     "unplugged"]
