@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 
 from firmware_protocol.messages import MAX_CHUNK_SIZE
 
+from .publish.tls_files import TlsFileError, TlsFiles, check_tls_files
+
 __all__ = [
     "DEFAULT_CONFIG_PATH",
     "BrokerAddress",
@@ -161,8 +163,9 @@ class Config:
         return _LOG_LEVELS[self.log_level]
 
     def check_files(self) -> None:
-        """Refuse missing or unreadable files named by the config (done at daemon start, not at
-        load, so that the documented example and ``dock-agent status`` work without them)."""
+        """Refuse missing or unreadable files named by the config, and unusable TLS files (see
+        ``agent.publish.tls_files``). Done at daemon start, not at load, so that the documented
+        example and ``dock-agent status`` work without them."""
         named: list[tuple[str, Path | None]] = [
             (f"tls.{f.name}", getattr(self.tls, f.name)) for f in fields(self.tls)
         ]
@@ -177,6 +180,15 @@ class Config:
                 raise ConfigError(
                     f"config key {key!r}: cannot read {str(path)!r}: {exc.strerror}", key
                 ) from None
+        if self.tls.ca_file is not None:
+            # Key and password file private (0600/0400), key decryptable, certificate its own.
+            files = TlsFiles(self.tls.ca_file, self.tls.cert_file, self.tls.key_file,
+                             self.tls.key_password_file)
+            try:
+                check_tls_files(files)
+            except TlsFileError as exc:
+                key = f"tls.{exc.field}"
+                raise ConfigError(f"config key {key!r}: {exc}", key) from None
 
 
 def config_keys() -> list[str]:

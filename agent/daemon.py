@@ -195,8 +195,12 @@ class Agent:
             if result["error"] == "replayed":
                 continue  # the first copy's result is the answer (docs/compliance.md)
             item_id = f"cmd_result:{result['request_id'] or os.urandom(8).hex()}"
-            self.outbox.put("cmd_result", self.topics.cmd_result, {**result, "id": item_id},
-                            item_id)
+            if not self.outbox.put("cmd_result", self.topics.cmd_result,
+                                   {**result, "id": item_id}, item_id):
+                # The console reused a request_id whose earlier result is still unacknowledged:
+                # the command ran (and is audited) but this answer cannot be told apart.
+                log.warning("result of command %s not queued: request_id %s already has an "
+                            "unacknowledged result", result["command"], result["request_id"])
             self.publisher.poke()
 
     def _compliance_loop(self) -> None:
@@ -329,7 +333,8 @@ class Agent:
             dock_id=self.config.dock_id, store_dir=self.paths.footage,
             outbox_depth=self.outbox.depth,
             oldest_unacked=self.outbox.oldest_pending_created_at, docked=docked,
-            offloading=self.offload_slots.in_use, started=self._started)
+            offloading=self.offload_slots.in_use, started=self._started,
+            publishes_refused=self.publisher.refused)
 
     # -- sessions ----------------------------------------------------------------------------
 

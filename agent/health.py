@@ -31,7 +31,7 @@ def _cpu_temp_mc() -> int | None:
 
 def health_payload(*, dock_id: str, store_dir: Path, outbox_depth: int,
                    oldest_unacked: float | None, docked: int, offloading: int,
-                   started: float) -> dict[str, Any]:
+                   started: float, publishes_refused: int = 0) -> dict[str, Any]:
     disk = psutil.disk_usage(str(store_dir))
     load1, load5, load15 = os.getloadavg()
     now = time.time()
@@ -43,5 +43,6 @@ def health_payload(*, dock_id: str, store_dir: Path, outbox_depth: int,
         "uptime_s": int(now - _BOOT), "agent_uptime_s": int(now - started),
         "outbox_depth": outbox_depth,
         "oldest_unacked_age_s": int(now - oldest_unacked) if oldest_unacked else None,
+        "publishes_refused": publishes_refused,
         "cameras_docked": docked, "cameras_offloading": offloading,
     }

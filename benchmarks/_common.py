@@ -302,8 +302,10 @@ def journal_steps(state_dir: Path) -> list[dict[str, Any]]:
 
 def wait_unplugged(state_dir: Path, uids: list[str], timeout: float = 30.0) -> None:
     """Wait until the agent's journal shows every camera in ``uids`` unplugged as often as it
-    was greeted: an idle session only notices an unplug at its next status poll, and until then
-    its slot (port) is busy for the next device plugged into it."""
+    was greeted. Hot-plug notices an unplug within about half a second (two missed scans; the
+    session's ``SlotWatch`` in agent/slots.py ends its wait at once, idle or not), but until the
+    session has ended and journalled it, its slot (port) is still busy for the next device
+    plugged into it."""
     def done() -> bool:
         steps = journal_steps(state_dir)
         for uid in set(uids):

@@ -55,23 +55,25 @@ class CommandDispatcher:
         name = topic.rsplit("/", 1)[-1]
         request_id: str | None = None
         signed = False
+        actor = "console"  # until a signature says which console key sent it
         try:
             command = self.auth.check(name, payload, self._clock())
             request_id, signed, name = command.request_id, command.signed, command.name
+            actor = command.actor
             self._execute(command)
         except CommandRefused as exc:
             return self._finish(exc.command or name, exc.request_id or request_id,
-                                exc.signed or signed, str(exc.code), exc.reason)
+                                exc.signed or signed, str(exc.code), exc.reason, actor)
         except ComplianceError as exc:
-            return self._finish(name, request_id, signed, exc.code, exc.reason)
+            return self._finish(name, request_id, signed, exc.code, exc.reason, actor)
         except StoreError as exc:
             log.error("command %s %s failed in the store: %s", name, request_id, exc)
-            return self._finish(name, request_id, signed, "storage", str(exc))
-        return self._finish(name, request_id, signed, None, "done")
+            return self._finish(name, request_id, signed, "storage", str(exc), actor)
+        return self._finish(name, request_id, signed, None, "done", actor)
 
     def _finish(self, name: str, request_id: str | None, signed: bool, error: str | None,
-                reason: str) -> dict[str, Any]:
-        self.book.audit.append("command", "console", command=name, request_id=request_id,
+                reason: str, actor: str) -> dict[str, Any]:
+        self.book.audit.append("command", actor, command=name, request_id=request_id,
                                outcome=error or "ok", signed=signed, reason=reason)
         if error is not None:
             log.warning("command %s %s refused: %s (%s)", name, request_id, reason, error)

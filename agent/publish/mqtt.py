@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
@@ -69,13 +71,14 @@ MAX_INFLIGHT_MESSAGES = 20
 MAX_QUEUED_MESSAGES = 100
 
 _RC_UNSUPPORTED_PROTOCOL_VERSION = 0x84
+_MAX_REFUSED_TOPICS = 1024  # topics whose refusal was logged at WARNING on this connection
 _SUBSCRIPTION_QOS = 1
 
 
 class PublishHandle:
     """Outcome of one publish; resolved once, by whichever thread learns it first."""
 
-    __slots__ = ("_done", "_notify", "_ok", "_reason", "mid", "qos", "topic")
+    __slots__ = ("_done", "_notify", "_ok", "_reason", "_refused", "mid", "qos", "topic")
 
     def __init__(self, topic: str, qos: int, *, notify: bool = True) -> None:
         self.topic, self.qos = topic, qos
@@ -83,6 +86,7 @@ class PublishHandle:
         self._notify = notify  # False for births: the driver did not ask for them
         self._ok: bool | None = None
         self._reason = "pending"
+        self._refused = False
         self._done = threading.Event()
 
     @property
@@ -95,15 +99,21 @@ class PublishHandle:
         """The broker's reason-code name ("Success", "Not authorized"…) or why we gave up."""
         return self._reason
 
+    @property
+    def refused(self) -> bool:
+        """True when the broker itself answered with a failure reason code (MQTT 5, ≥ 0x80):
+        it received the publish and said no. False when not known to be refused."""
+        return self._refused
+
     def wait(self, timeout: float | None = None) -> bool:
         """True once the outcome is known (then read :attr:`ok`); False on timeout."""
         return self._done.wait(timeout)
 
-    def _resolve(self, ok: bool, reason: str) -> bool:
+    def _resolve(self, ok: bool, reason: str, *, refused: bool = False) -> bool:
         # First resolution wins: a late PUBACK must not flip a failure already reported.
         if self._done.is_set():
             return False
-        self._ok, self._reason = ok, reason
+        self._ok, self._reason, self._refused = ok, reason, refused
         self._done.set()
         return True
 
@@ -164,7 +174,8 @@ class MqttLink:
         # their late results are dropped. Bounded by paho's queue (MAX_QUEUED_MESSAGES).
         self._abandoned: set[int] = set()
         self._subscription: tuple[int, int] | None = None  # (message id, epoch) of SUBSCRIBE
-        self._unreachable_logged = False
+        self._unreachable_logged: str | None = None  # why the broker is unreachable, once logged
+        self._refused_topics: set[str] = set()
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -275,12 +286,20 @@ class MqttLink:
 
     def _settle(self, handle: PublishHandle, code: ReasonCode) -> None:
         if code.is_failure:
-            _log.warning("mqtt %s: broker refused publish to %s: %s (0x%02x)",
-                         self._client_id, handle.topic, code, code.value)
-        self._finish(handle, not code.is_failure, str(code))
+            # An ACL refusal repeats on every re-send: a WARNING once per topic and connection,
+            # DEBUG after that, so that a misconfigured ACL does not flood the journal.
+            with self._cond:
+                first = handle.topic not in self._refused_topics
+                if first and len(self._refused_topics) < _MAX_REFUSED_TOPICS:
+                    self._refused_topics.add(handle.topic)
+            _log.log(logging.WARNING if first else logging.DEBUG,
+                     "mqtt %s: broker refused publish to %s: %s (0x%02x)",
+                     self._client_id, handle.topic, code, code.value)
+        self._finish(handle, not code.is_failure, str(code), refused=code.is_failure)
 
-    def _finish(self, handle: PublishHandle, ok: bool, reason: str) -> None:
-        if not handle._resolve(ok, reason):
+    def _finish(self, handle: PublishHandle, ok: bool, reason: str, *,
+                refused: bool = False) -> None:
+        if not handle._resolve(ok, reason, refused=refused):
             return
         if not handle._notify:
             if not ok:
@@ -338,7 +357,9 @@ class MqttLink:
             else:
                 _log.error("mqtt %s: broker refused the connection: %s", self._client_id, code)
             return
-        self._unreachable_logged = False
+        self._unreachable_logged = None
+        with self._cond:
+            self._refused_topics.clear()
         # Births, then subscriptions, and only then "connected": anyone watching sees this
         # connection's retained birth before any other publish made on it.
         for birth in self._birth:
@@ -378,11 +399,21 @@ class MqttLink:
     def _on_connect_fail(self, client: paho.Client, _ud: Any) -> None:
         if client is not self._client:
             return
-        # Once per outage: paho retries with back-off and would otherwise fill the journal.
-        level = logging.DEBUG if self._unreachable_logged else logging.WARNING
-        self._unreachable_logged = True
-        _log.log(level, "mqtt %s: broker %s:%d unreachable; retrying with back-off",
-                 self._client_id, self._address.host, self._address.port)
+        # paho calls this from inside its `except OSError` around the connect, without the
+        # exception; it is still the one being handled. The reason matters to an operator: a
+        # TLS failure (wrong CA, expired or refused certificate) is not a network outage.
+        exc = sys.exc_info()[1]
+        why = _connect_error_text(exc)
+        # Once per outage and reason: paho retries with back-off and would otherwise fill the
+        # journal.
+        level = logging.DEBUG if self._unreachable_logged == why else logging.WARNING
+        self._unreachable_logged = why
+        if isinstance(exc, ssl.SSLError):
+            _log.log(level, "mqtt %s: TLS with broker %s:%d failed: %s; retrying with back-off",
+                     self._client_id, self._address.host, self._address.port, why)
+        else:
+            _log.log(level, "mqtt %s: broker %s:%d unreachable; retrying with back-off (%s)",
+                     self._client_id, self._address.host, self._address.port, why)
 
     def _on_disconnect(
         self, client: paho.Client, _ud: Any, flags: Any, code: ReasonCode, _props: Any
@@ -408,6 +439,15 @@ class MqttLink:
         if was_connected:
             _log.log(logging.INFO if stopping else logging.WARNING,
                      "mqtt %s: disconnected (%s)", self._client_id, why)
+        elif not stopping:
+            # Lost before CONNACK: under TLS 1.3 this is how a broker refusing our client
+            # certificate looks (the handshake completes first; paho's own ERROR line just
+            # before this one carries the TLS alert). Once per outage, like "unreachable".
+            closed = f"closed before the broker accepted the connection: {why}"
+            level = logging.DEBUG if self._unreachable_logged == closed else logging.WARNING
+            self._unreachable_logged = closed
+            _log.log(level, "mqtt %s: broker %s:%d %s; retrying with back-off", self._client_id,
+                     self._address.host, self._address.port, closed)
         for handle in lost:
             self._finish(handle, False, why)
 
@@ -456,6 +496,16 @@ def _join_loop(client: paho.Client) -> None:
     # loop_stop's own None check and its join(), the thread is gone: nothing to join.
     with contextlib.suppress(AttributeError):
         client.loop_stop()
+
+
+def _connect_error_text(exc: BaseException | None) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"broker certificate not accepted: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return exc.reason or str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) if exc is not None else "connection failed"
 
 
 def _paho_error_text(rc: MQTTErrorCode) -> str:

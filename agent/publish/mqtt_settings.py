@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import ssl
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
+
+from .tls_files import read_key_password
 
 __all__ = [
     "BrokerAddress", "MqttConfigError", "MqttLinkError", "RetainedMessage", "TlsSettings",
@@ -94,8 +95,10 @@ class WillMessage:
 
 @dataclass(frozen=True, slots=True)
 class TlsSettings:
-    """TLS: the broker is verified against ``ca_file``; with ``cert_file`` + ``key_file`` we
-    present a client certificate too (mutual TLS, what a production broker should demand)."""
+    """TLS 1.2 or later: the broker is verified against ``ca_file`` (certificate chain and host
+    name); with ``cert_file`` + ``key_file`` we present a client certificate too (mutual TLS,
+    what a production broker should demand). The files themselves are checked, with messages
+    naming the config key, by :func:`agent.publish.tls_files.check_tls_files` at start-up."""
 
     ca_file: str | os.PathLike[str]
     cert_file: str | os.PathLike[str] | None = None
@@ -115,7 +118,7 @@ class TlsSettings:
             if self.cert_file is not None and self.key_file is not None:
                 password = None
                 if self.key_password_file is not None:
-                    password = Path(self.key_password_file).read_bytes().rstrip(b"\r\n")
+                    password = read_key_password(self.key_password_file)
                 context.load_cert_chain(
                     os.fspath(self.cert_file), os.fspath(self.key_file), password=password
                 )

@@ -4,6 +4,15 @@ An item is done when the console acknowledges its id on ``…/acks`` (``delivery
 or when the broker PUBACKs it with a success reason code (``delivery = puback``). Until then it
 stays in the outbox and is sent again after a reconnect, a restart or ``resend_after_s``.
 Retained status topics are kept here in memory and re-published on every reconnect.
+
+A publish the broker *refuses* (MQTT 5 reason code ≥ 0x80, typically 0x87 "Not authorized" from
+an ACL) is never counted as delivered, whatever ``delivery`` says: the item stays in the outbox
+and is tried again after ``resend_after_s`` — not at once, since an ACL refusal repeats until
+someone fixes the ACL or the dock's certificate. The reason is logged (WARNING, once per item)
+and :attr:`Publisher.refused` counts refusals for the ``health`` payload and ``dock-agent
+status``. Deliberately no event: it would be published under the same prefix, most likely be
+refused for the same reason, and each refusal would queue another event — a loop that fills
+the outbox with noise. A refusal limited to some topics does leave ``health`` to show it.
 """
 
 from __future__ import annotations
@@ -43,7 +52,8 @@ class Publisher:
         self._retained: dict[str, bytes] = {}
         self._retained_dirty: set[str] = set()
         self._was_connected = False
-        self.refused = 0
+        self._refused_ids: set[str] = set()  # items whose refusal was logged at WARNING
+        self.refused = 0  # publishes the broker refused since start (health: publishes_refused)
 
     def attach(self, link: MqttLink) -> None:
         self._link = link
@@ -80,11 +90,16 @@ class Publisher:
         with self._lock:
             for item_id in ids:
                 self._in_flight.pop(item_id, None)
+                self._refused_ids.discard(item_id)
         log.info("acknowledged %d of %d ids", done, len(ids))
         self._wake.set()
 
     def on_publish_result(self, handle: PublishHandle) -> None:
-        """Called from paho's thread: only wakes the loop, which settles handles itself."""
+        """Called from paho's thread: counts refusals (outbox items and retained statuses
+        alike) and wakes the loop, which settles outbox handles itself."""
+        if handle.refused:
+            with self._lock:
+                self.refused += 1
         self._wake.set()
 
     def _settle(self) -> None:
@@ -97,9 +112,21 @@ class Publisher:
                     self._outbox.mark_done([item_id])
                     with self._lock:
                         self._in_flight.pop(item_id, None)
+                        self._refused_ids.discard(item_id)
                 continue
-            # Refused or lost: not delivered. Forget it was sent so that it goes out again.
-            self.refused += 1
+            if handle.refused:
+                # Not delivered, and sending it again at once would be refused again: it
+                # stays in flight, so that it is re-sent after resend_after_s.
+                with self._lock:
+                    first = item_id not in self._refused_ids
+                    self._refused_ids.add(item_id)
+                log.log(logging.WARNING if first else logging.DEBUG,
+                        "outbox item %s refused by the broker on %s: %s; kept in the outbox, "
+                        "retried every %g s", item_id, handle.topic, handle.reason,
+                        self._resend_after)
+                continue
+            # Lost (connection gone, local queue full): forget it was sent so that it goes
+            # out again as soon as the link allows.
             log.warning("publish of %s not delivered: %s", item_id, handle.reason)
             with self._lock:
                 self._in_flight.pop(item_id, None)

@@ -16,6 +16,7 @@ from agent.config import (
     UsbId,
     load_config,
 )
+from tests.helpers import make_pki
 
 MINIMAL = 'dock_id = "dock-01"\nunit = "zhanhe"\n'
 
@@ -296,7 +297,7 @@ def test_residual_target_within_readiness_tolerance(tmp_path: Path) -> None:
 
 
 def test_check_files(tmp_path: Path) -> None:
-    (tmp_path / "ca.pem").write_text("ca")
+    (tmp_path / "ca.pem").write_bytes(make_pki(tmp_path / "pki").ca_file.read_bytes())
     cfg = load_text(tmp_path, MINIMAL + 'broker = "mqtts://b:8883"\n'
                     'console_public_keys = ["c.pub"]\n[tls]\nca_file = "ca.pem"\n')
     with pytest.raises(ConfigError) as info:

@@ -17,8 +17,10 @@ from jsonschema import Draft202012Validator
 
 __all__ = [
     "BLOCK",
+    "COMPLIANCE_DOC",
     "DOC",
     "PAYLOAD_TYPES",
+    "RECORD_COMMON",
     "ROOT",
     "SCHEMAS",
     "TOPIC_ROW",
@@ -27,19 +29,26 @@ __all__ = [
     "example_name",
     "examples",
     "key_paths",
+    "record_fields",
     "schema_of",
+    "shape_problem",
+    "topic_row",
     "topic_rows",
     "validator",
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "mqtt.md"
+COMPLIANCE_DOC = ROOT / "docs" / "compliance.md"
 SCHEMAS = ROOT / "docs" / "schemas"
 BLOCK = re.compile(r"<!-- example: (?P<name>[a-z_]+) -->\n```json\n(?P<body>.*?)```\n", re.S)
 TOPIC_ROW = re.compile(r"^\| `(?P<topic>[^`]+)` \| (?P<direction>[^|]+?) \| (?P<qos>\d) \| "
                        r"(?P<retain>yes|no) \| [^|]+ \| \[(?P<schema>[a-z_]+\.json)\]",
                        re.M)
-PAYLOAD_TYPES = ("state", "identity", "health", "camera_status", "manifest", "event", "ack")
+PAYLOAD_TYPES = ("state", "identity", "health", "camera_status", "manifest", "event", "ack",
+                 "ledger", "audit_head", "command", "cmd_result")
+#: What every compliance record carries besides its type's fields (docs/compliance.md).
+RECORD_COMMON = frozenset({"type", "at", "seq", "prev"})
 
 
 def doc_text() -> str:
@@ -110,7 +119,73 @@ def example_name(suffix: str, payload: dict[str, Any]) -> str:
         return "camera_status" if "ready" in payload else "camera_status_refused"
     if suffix == "events":
         return f"event_{payload.get('event')}"
+    if suffix == "ledger":
+        entry = payload.get("entry")
+        return f"ledger_{entry.get('type') if isinstance(entry, dict) else None}"
+    if suffix.startswith("cmd/"):
+        return f"command_{payload.get('command')}"
+    if suffix == "cmd_result":
+        return "cmd_result" if payload.get("ok") else "cmd_result_refused"
     return str(kind)
+
+
+@cache
+def _record_fields() -> tuple[tuple[str, frozenset[str]], ...]:
+    section = COMPLIANCE_DOC.read_text(encoding="utf-8").split("## Record types")[1]
+    section = section.split("\n## ")[0]
+    out = []
+    for types, fields in re.findall(r"^\| (`[^|]+`) \| [^|]+ \| ([^\n]+) \|$", section, re.M):
+        while True:  # drop the parenthesised remarks: they quote values, not fields
+            shorter = re.sub(r"\([^()]*\)", "", fields)
+            if shorter == fields:
+                break
+            fields = shorter
+        names = frozenset(re.findall(r"`([a-z0-9_]+)`", fields))
+        out += [(name, names) for name in re.findall(r"`([a-z_]+)`", types) if name != "type"]
+    return tuple(out)
+
+
+def record_fields() -> dict[str, frozenset[str]]:
+    """docs/compliance.md's record table: record type -> its fields (without RECORD_COMMON)."""
+    found = _record_fields()
+    assert found, "no record table found in docs/compliance.md"
+    return dict(found)
+
+
+def shape_problem(suffix: str, payload: dict[str, Any]) -> str | None:
+    """None when a payload published on ``prefix/suffix`` has exactly the documented key paths:
+    its example's, or — a ledger record of a type without an example — the ledger examples'
+    envelope and, in ``entry``, the fields docs/compliance.md lists for the type (what is nested
+    inside those is the schema's to check). Otherwise what is wrong."""
+    ex = examples()
+    name = example_name(suffix, payload)
+    published = key_paths(payload)
+    if name in ex:
+        documented = key_paths(ex[name])
+        what = f"example {name}"
+    elif suffix == "ledger" and name.removeprefix("ledger_") in record_fields():
+        kind = name.removeprefix("ledger_")
+        documented = {p for n, e in ex.items() if n.startswith("ledger_") for p in key_paths(e)
+                      if not p.startswith("entry.")}
+        documented |= {f"entry.{f}" for f in RECORD_COMMON | record_fields()[kind]}
+        published = {p for p in published
+                     if not p.startswith("entry.") or not re.search(r"[.\[]", p[6:])}
+        what = f"compliance.md's {kind} record"
+    else:
+        return f"no example {name} and no record type {name.removeprefix('ledger_')!r}"
+    if documented == published:
+        return None
+    return (f"vs {what}: missing from the payload {sorted(documented - published)}, not "
+            f"documented {sorted(published - documented)}")
+
+
+def topic_row(suffix: str) -> str:
+    """The topic table's row for a topic suffix (``cameras/<uid>``, ``cmd/<name>``)."""
+    if suffix.startswith("cameras/"):
+        return "cameras/{camera_uid}"
+    if suffix.startswith("cmd/"):
+        return "cmd/{name}"
+    return suffix
 
 
 def topic_rows() -> dict[str, dict[str, str]]:

@@ -90,6 +90,34 @@ _DELETE = object()
     ("event_session_crashed", ("camera_uid",), "c0ffee00000000000000000000000001"),
     ("event_protocol_error", ("event",), "late_offload"),
     ("ack", ("ids",), [1]),
+    ("event_gap", ("camera_uid",), None),
+    ("event_gap", ("details", "status"), "closed"),
+    ("event_gap", ("details", "evidence"), []),  # the ledger's gap record has it, not the event
+    ("event_purged", ("details", "request_id"), _DELETE),
+    ("event_overdue_camera", ("details", "limit_s"), 86400.5),
+    ("ledger_hand_in", ("entry", "slot"), _DELETE),
+    ("ledger_hand_in", ("entry", "ready"), True),  # a hand_out field
+    ("ledger_hand_in", ("entry", "type"), "hand_over"),
+    ("ledger_recording", ("entry", "prev"), "00"),
+    ("ledger_recording", ("entry", "seq"), 0),
+    ("ledger_recording", ("id",), "zhanhe-dock-01"),
+    ("audit_head", ("signature",), _DELETE),
+    ("audit_head", ("seq",), -1),
+    ("command_purge", ("signature",), _DELETE),  # key_id and signature go together
+    ("command_assign", ("args", "extra"), 1),
+    ("command_assign", ("command",), "promote"),
+    ("command_assign", ("nonce",), "6F1D0C9B8A7E4D3C2B1A09F8E7D6C5B4"),
+    ("cmd_result", ("error",), "unsigned"),  # ok with an error
+    ("cmd_result_refused", ("error",), None),  # refused without one
+    ("cmd_result_refused", ("error",), "replayed"),  # never published
 ])
 def test_schema_rejects(example: str, path: tuple[str | int, ...], value: Any) -> None:
     assert errors(_changed(example, path, value)), (example, path)
+
+
+def test_commands_that_must_be_signed_are_refused_unsigned() -> None:
+    unsigned = copy.deepcopy(examples()["command_purge"])
+    del unsigned["key_id"], unsigned["signature"]
+    assert errors(unsigned)
+    unsigned_assign = examples()["command_assign"]
+    assert "signature" not in unsigned_assign and errors(unsigned_assign) == []

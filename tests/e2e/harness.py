@@ -26,6 +26,7 @@ import itertools
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import threading
@@ -505,7 +506,7 @@ class Console:
     manifest as it arrives and acknowledges what it accepts (if told to)."""
 
     def __init__(self, broker: Mosquitto, prefix: str, *, ack_manifests: bool = True,
-                 ack_events: bool = True) -> None:
+                 ack_events: bool = True, tls: ssl.SSLContext | None = None) -> None:
         self.prefix = prefix
         self.ack_manifests = ack_manifests
         self.ack_events = ack_events
@@ -529,6 +530,8 @@ class Console:
                                    client_id=f"e2e-console-{os.getpid()}-{next(_console_ids)}",
                                    protocol=MQTTProtocolVersion.MQTTv5)
         self._client.reconnect_delay_set(0.1, 1)  # back quickly after a broker restart
+        if tls is not None:  # a TLS listener; the context may carry the console's certificate
+            self._client.tls_set_context(tls)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe

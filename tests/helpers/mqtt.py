@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ class MqttCollector:
         topic_filter: str = "#",
         *,
         protocol: MQTTProtocolVersion = MQTTProtocolVersion.MQTTv5,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.topic_filter = topic_filter
         self._host, self._port = host, port
@@ -48,6 +50,8 @@ class MqttCollector:
         self._client = paho.Client(
             CallbackAPIVersion.VERSION2, client_id=f"test-collector-{next(_ids)}", protocol=protocol
         )
+        if tls is not None:  # a TLS listener: ``tls`` verifies it and may carry a client cert
+            self._client.tls_set_context(tls)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe

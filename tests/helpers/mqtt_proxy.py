@@ -6,6 +6,8 @@
   "unacceptable protocol version" — and the connection is closed. Other levels pass through.
 * ``blackhole_current()`` silently drops everything clients send on the connections open now,
   so a publish stays unacknowledged; ``drop_connections()`` then severs them.
+* ``rewrite=f`` edits what clients publish: every PUBLISH a client sends passes through
+  ``f(topic, payload) -> payload`` (a man in the middle between a dock and the broker).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from collections.abc import Callable
 from types import TracebackType
 
 __all__ = ["MqttProxy"]
@@ -24,9 +27,11 @@ _MAX_CONNECT_BYTES = 64 * 1024
 class MqttProxy:
     host = "127.0.0.1"
 
-    def __init__(self, upstream_host: str, upstream_port: int, *, refuse_mqtt5: bool = False):
+    def __init__(self, upstream_host: str, upstream_port: int, *, refuse_mqtt5: bool = False,
+                 rewrite: Callable[[str, bytes], bytes] | None = None):
         self._upstream = (upstream_host, upstream_port)
         self._refuse_mqtt5 = refuse_mqtt5
+        self._rewrite = rewrite
         self._cond = threading.Condition()
         self._levels: list[int] = []
         self._conns: list[_Conn] = []
@@ -112,6 +117,8 @@ class MqttProxy:
             client.close()
             return
         conn = _Conn(client, upstream)
+        if self._rewrite is not None:
+            conn.rewriter = _PublishRewriter(self._rewrite, mqtt5=level == 5)
         with self._cond:
             if self._closed:
                 conn.close()
@@ -126,6 +133,7 @@ class _Conn:
     def __init__(self, client: socket.socket, upstream: socket.socket) -> None:
         self.client, self.upstream = client, upstream
         self.blackhole = threading.Event()
+        self.rewriter: _PublishRewriter | None = None
 
     def start(self) -> None:
         for src, dst, from_client in ((self.client, self.upstream, True),
@@ -135,7 +143,9 @@ class _Conn:
     def _pump(self, src: socket.socket, dst: socket.socket, from_client: bool) -> None:
         try:
             while data := src.recv(65536):
-                if not (from_client and self.blackhole.is_set()):
+                if from_client and self.rewriter is not None:
+                    data = self.rewriter.feed(data)
+                if data and not (from_client and self.blackhole.is_set()):
                     dst.sendall(data)
         except OSError:
             pass
@@ -146,6 +156,70 @@ class _Conn:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
+
+
+class _PublishRewriter:
+    """Re-frames a client's byte stream into MQTT packets and rewrites PUBLISH payloads."""
+
+    def __init__(self, rewrite: Callable[[str, bytes], bytes], *, mqtt5: bool) -> None:
+        self._rewrite = rewrite
+        self._mqtt5 = mqtt5
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> bytes:
+        """Complete packets from the stream so far (rewritten); a partial one waits."""
+        self._buffer += data
+        out = []
+        while (packet := self._take()) is not None:
+            out.append(self._publish(packet) if packet[0] >> 4 == 3 else packet)
+        return b"".join(out)
+
+    def _take(self) -> bytes | None:
+        buf = self._buffer
+        length, shift, index = 0, 0, 1
+        while True:
+            if index >= len(buf):
+                return None
+            byte = buf[index]
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            index += 1
+            if not byte & 0x80:
+                break
+        if len(buf) < index + length:
+            return None
+        self._buffer = buf[index + length:]
+        return buf[:index + length]
+
+    def _publish(self, packet: bytes) -> bytes:
+        index = 1
+        while packet[index] & 0x80:
+            index += 1
+        body = packet[index + 1:]
+        topic_len = int.from_bytes(body[:2], "big")
+        pos = 2 + topic_len + (2 if (packet[0] >> 1) & 3 else 0)
+        if self._mqtt5:
+            props, shift, i = 0, 0, pos
+            while True:
+                byte = body[i]
+                props |= (byte & 0x7F) << shift
+                shift += 7
+                i += 1
+                if not byte & 0x80:
+                    break
+            pos = i + props
+        header, payload = body[:pos], body[pos:]
+        new = self._rewrite(body[2:2 + topic_len].decode(), payload)
+        return bytes([packet[0]]) + _varint(len(header) + len(new)) + header + new
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
