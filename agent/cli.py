@@ -17,7 +17,7 @@ from pathlib import Path
 from firmware_protocol.errors import ProtocolError
 from firmware_protocol.signing import load_public_key
 
-from . import cli_compliance
+from . import cli_compliance, cli_keys, cli_tls
 from .cli_compliance import CliError
 from .compliance.audit import AuditLog, cli_actor
 from .config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
@@ -205,6 +205,8 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("recording_id")
     x.add_argument("--out", required=True)
     cli_compliance.add_parsers(sub, common)
+    cli_tls.add_parsers(sub, common)
+    cli_keys.add_parsers(sub, common)
     d = sub.add_parser("demo", parents=[common], help="emulated cameras + local broker")
     d.add_argument("--forever", action="store_true", help="keep running after the tour")
     d.add_argument("--workdir", help="keep demo state here (default: a temp dir)")
@@ -214,7 +216,7 @@ def _parser() -> argparse.ArgumentParser:
 _HANDLERS: dict[str, Handler] = {
     "run": cmd_run, "status": cmd_status, "identity": cmd_identity, "enroll": cmd_enroll,
     "cameras": cmd_cameras, "verify": cmd_verify, "export": cmd_export,
-    **cli_compliance.HANDLERS,
+    **cli_compliance.HANDLERS, **cli_tls.HANDLERS, **cli_keys.HANDLERS,
 }
 
 

@@ -476,7 +476,7 @@ def generate_history(state_dir: Path, *, years: float = 10, cameras: int = 20,
     """
     t_start = time.perf_counter()
     state_dir = Path(state_dir)
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # keys live here: 0700
     if (state_dir / "journal").exists():
         raise FileExistsError(f"{state_dir} already holds journals")
     end = end_ms if end_ms is not None else time.time_ns() // 1_000_000

@@ -29,7 +29,7 @@ __all__ = ["AUDIT_ACTIONS", "AuditLog", "cli_actor", "signed_head", "verify_head
 
 AUDIT_ACTIONS = frozenset({
     "export", "preserve", "verify", "purge", "hold", "unhold", "assign", "enroll", "revoke",
-    "work_record", "config_loaded", "command",
+    "work_record", "config_loaded", "command", "keys_rotate",
 })
 
 

@@ -24,11 +24,12 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from agent.store.chunkfile import (
     DATA_KEY_LEN,
@@ -44,6 +45,7 @@ from agent.store.durable import (
     ensure_dir,
     fsync_dir,
     move_durable,
+    remove_stale_temps,
 )
 from agent.store.errors import CorruptStoreError, StoreError
 from agent.store.keys import KeyStore
@@ -56,6 +58,18 @@ _FORMAT = 1
 _META, _DATA, _SEAL, _MANIFEST, _REASON = (
     "meta.json", "chunks.dat", "seal.json", "manifest.json", "reason.json")
 _MAX_RID_LEN = 64
+
+
+# One record buffer per appending thread (the shared offload store workers), reused for every
+# chunk instead of a new zero-filled MiB per chunk; the record is encrypted straight into it.
+_local = threading.local()
+
+
+def _record_buffer(size: int) -> bytearray:
+    buf: bytearray | None = getattr(_local, "record", None)
+    if buf is None or len(buf) < size:
+        buf = _local.record = bytearray(size)
+    return buf
 
 
 def _read_json(path: Path) -> Any:
@@ -81,7 +95,8 @@ def _hex_names(directory: Path) -> Iterator[bytes]:
 
 @dataclass(frozen=True, slots=True)
 class RecordingInfo:
-    """Contents of ``meta.json``: fixed when the partial is created, never rewritten."""
+    """Contents of ``meta.json``: fixed when the partial is created; only a key rotation
+    rewrites it, to replace `wrapped_key` (`FootageStore.replace_wrapped_key`)."""
 
     recording_id: bytes
     camera_uid: bytes
@@ -198,8 +213,8 @@ class PartialRecording(_Recording):
             raise StoreError(f"recording {self.recording_id.hex()} is closed")
         return self._data
 
-    def append_chunk(self, index: int, data: bytes | bytearray, chunk_message: bytes,
-                     signature: bytes) -> None:
+    def append_chunk(self, index: int, data: bytes | bytearray | memoryview,
+                     chunk_message: bytes, signature: bytes) -> None:
         """Encrypt and append chunk `index`, which must equal `next_index`.
 
         Promise on return: the chunk survives power loss. `StoreError` (nothing written) for
@@ -212,7 +227,12 @@ class PartialRecording(_Recording):
         if index >= self.chunk_count:
             raise StoreError(f"recording {self.recording_id.hex()}: chunk {index} beyond "
                              f"chunk_count {self.chunk_count}")
-        datafile.append(self._cipher.encode(index, data, chunk_message, signature))
+        size = self._cipher.record_size(len(data), chunk_message, signature)
+        out = _record_buffer(size)
+        with self._cipher.encode_into(out, index, data, chunk_message, signature) as record:
+            # append() only hands the buffer to os.write (its _write_all takes a memoryview);
+            # the cast spares a MiB copy per chunk into a bytes object.
+            datafile.append(cast(bytes, record))
         self._chunks.append((bytes(chunk_message), bytes(signature)))
 
     def chunks(self) -> list[tuple[bytes, bytes]]:
@@ -441,6 +461,35 @@ class FootageStore:
     def free_bytes(self) -> int:
         """Bytes available to this process on the store's filesystem."""
         return shutil.disk_usage(self.store_dir).free
+
+    # -- key rotation ------------------------------------------------------------------------
+
+    def key_holders(self) -> list[Path]:
+        """Every directory holding a wrapped data key: partial, stored, quarantined, and being
+        purged (a purge may still be aborted), in that order."""
+        found = []
+        for top in (self._partial, self._recordings, self._quarantine, self._purging):
+            for entry in sorted(top.iterdir()):
+                try:
+                    bytes.fromhex(entry.name.split(".")[0])
+                except ValueError:
+                    continue  # not ours
+                if (entry / _META).is_file():
+                    found.append(entry)
+        return found
+
+    def replace_wrapped_key(self, directory: Path, wrapped_key: bytes) -> None:
+        """Rewrite `directory`'s ``meta.json`` (one of `key_holders`) with only its wrapped
+        data key replaced; the footage is not touched.
+
+        Promise on return: the new file is durable; a crash before leaves the old one whole.
+        """
+        path = directory / _META
+        RecordingInfo.load(directory)  # refuse to rewrite metadata that does not parse
+        doc = _read_json(path)
+        doc["wrapped_key"] = wrapped_key.hex()
+        remove_stale_temps(directory, _META)
+        atomic_write_json(path, doc)
 
     # -- purge (Art. 15) ---------------------------------------------------------------------
 

@@ -21,7 +21,10 @@ def tmpfs(directory: Path, size: int) -> Iterator[Path]:
     """
     if os.geteuid() != 0:
         raise AssertionError("this test mounts a tmpfs and must run as root (as CI does)")
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Its parent too, if made here: it may be an agent's state directory, which holds the keys
+    # and must be 0700 (agent.store.keys refuses anything else).
+    directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    directory.mkdir(exist_ok=True, mode=0o700)
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs",
                     str(directory)], check=True, capture_output=True)
     try:
