@@ -324,8 +324,9 @@ def wait_unplugged(state_dir: Path, uids: list[str], timeout: float = 30.0) -> N
 class Observer:
     """Subscribes to the dock's topics and timestamps (monotonic) every message it receives.
 
-    With ``ack=True`` it also plays the console: every manifest and event is acknowledged on
-    the dock's ``…/acks`` topic, so that ``erase_after = "acknowledged"`` releases footage.
+    With ``ack=True`` it also plays the console: every manifest, event, ledger record and command
+    result is acknowledged on the dock's ``…/acks`` topic, so that ``erase_after =
+    "acknowledged"`` releases footage and the outbox drains.
     """
 
     def __init__(self, port: int, topic: str = "bwc/#", *, ack: bool = False) -> None:
@@ -352,7 +353,8 @@ class Observer:
         with self.cond:
             self.messages.append((at, msg.topic, payload))
             self.cond.notify_all()
-        item_id = {"manifest": payload.get("manifest_id"), "event": payload.get("id")}.get(
+        item_id = {"manifest": payload.get("manifest_id"), "event": payload.get("id"),
+                   "ledger": payload.get("id"), "cmd_result": payload.get("id")}.get(
             str(payload.get("type")))
         if self.ack and item_id:
             acks = msg.topic.rsplit("/", 1)[0] + "/acks"
