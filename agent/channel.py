@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from firmware_protocol import messages as m
 from firmware_protocol.connection import NEED_DATA, Connection, EndOfChunk, StaleFrame
-from firmware_protocol.errors import RemoteProtocolError
+from firmware_protocol.errors import ErrorCode, RemoteProtocolError
 from firmware_protocol.frames import FrameError, FrameErrorKind
 
 from .transports.base import Transport
@@ -83,7 +83,16 @@ class ChannelStats:
 
 
 class _Retry(Exception):
-    pass
+    """An attempt failed: ``damage`` is the frame error that damaged the reply, None when the
+    reply timed out."""
+
+    def __init__(self, damage: FrameError | None = None) -> None:
+        super().__init__()
+        self.damage = damage
+
+    @property
+    def reason(self) -> str:
+        return "timeout" if self.damage is None else self.damage.kind.value
 
 
 class Channel:
@@ -107,34 +116,61 @@ class Channel:
 
     def request(self, msg: m.Message, expect: type[T]) -> T:
         """Send ``msg`` and return its reply; ``CameraErrorReply`` if the camera refused it."""
+        failures: list[_Retry] = []
+        garbage = self.stats.garbage_bytes
         for _attempt in self._attempts(msg):
             try:
                 reply = self._await_message(self._clock() + self.timeout_s)
-            except _Retry:
+            except _Retry as failed:
+                failures.append(failed)
                 continue
             if isinstance(reply, m.Error):
                 raise CameraErrorReply(reply)
             if not isinstance(reply, expect):
                 raise SessionError(f"expected {expect.__name__}, got {type(reply).__name__}")
             return reply
-        raise ReplyTimeout(f"no valid reply to {type(msg).__name__} after {self.retries + 1} tries")
+        raise self._gave_up(f"no valid reply to {type(msg).__name__}", failures, garbage)
 
     def read_chunk(self, recording_id: bytes, index: int, sink: ChunkSink) -> m.ChunkHeader:
         """Stream one chunk into ``sink``; returns its header once every byte arrived."""
         msg = m.ReadChunk(recording_id, index)
+        failures: list[_Retry] = []
+        garbage = self.stats.garbage_bytes
         for _attempt in self._attempts(msg):
             try:
                 return self._stream_chunk(sink)
-            except _Retry:
+            except _Retry as failed:
+                failures.append(failed)
                 sink.reset()
             except Exception:
                 # The sink refused the chunk: abandon the reply so the session can go on.
                 if self.connection.outstanding is not None:
                     self.connection.cancel()
                 raise
-        raise ReplyTimeout(f"chunk {index} not received after {self.retries + 1} tries")
+        raise self._gave_up(f"chunk {index} not received", failures, garbage)
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _gave_up(self, what: str, failures: Sequence[_Retry], garbage_before: int
+                 ) -> SessionError:
+        """What ends the session once every attempt at a request failed, saying how they failed.
+
+        A header announcing a payload above the maximum is not line noise (its header CRC held):
+        if one of the attempts got such a frame, the camera broke the protocol, and that is
+        reported (``FRAME_TOO_LARGE``). Otherwise it is a ``ReplyTimeout`` listing each attempt's
+        failure (``timeout``, or the frame error that damaged it) and the garbage bytes the
+        attempts hunted through.
+        """
+        tries = f"{what} after {len(failures)} tries"
+        oversize = [f.damage for f in failures
+                    if f.damage is not None and f.damage.kind is FrameErrorKind.TOO_LARGE]
+        if oversize:
+            return ProtocolViolation(RemoteProtocolError(
+                f"{tries}: the camera announced a frame above the maximum ({oversize[-1].detail})",
+                ErrorCode.FRAME_TOO_LARGE))
+        how = ", ".join(f.reason for f in failures)
+        garbage = self.stats.garbage_bytes - garbage_before
+        return ReplyTimeout(f"{tries} ({how}{f'; {garbage} bytes of garbage' if garbage else ''})")
 
     def _attempts(self, msg: m.Message) -> Iterator[int]:
         return _AttemptRange(self, msg)
@@ -193,7 +229,7 @@ class Channel:
                 remaining = deadline - self._clock()
                 if remaining <= 0:
                     log.info("slot=%s reply timeout", self.transport.slot)
-                    raise _Retry
+                    raise _Retry()
                 data = self.transport.read(self.read_size, remaining)
                 if data:
                     self.stats.bytes_in += len(data)
@@ -205,7 +241,7 @@ class Channel:
                     self.stats.garbage_bytes += event.skipped
                 elif conn.outstanding is not None:
                     log.info("slot=%s damaged reply (%s)", self.transport.slot, event.kind.value)
-                    raise _Retry
+                    raise _Retry(event)
                 continue
             if isinstance(event, StaleFrame):
                 self.stats.stale_frames += 1

@@ -48,6 +48,7 @@ from .registry import Registry
 from .session import SessionOutcome, run_session
 from .slots import Device, OffloadSlots, SlotManager, SlotWatch
 from .store.durable import atomic_write_json, ensure_dir
+from .store.errors import StoreError
 from .store.footage import FootageStore
 from .store.journal import Journal
 from .store.keys import KeyStore
@@ -191,17 +192,23 @@ class Agent:
                 topic, payload = self._command_queue.get(timeout=0.5)
             except queue.Empty:
                 continue
-            result = self.commands.handle(topic, payload)
-            if result["error"] == "replayed":
-                continue  # the first copy's result is the answer (docs/compliance.md)
-            item_id = f"cmd_result:{result['request_id'] or os.urandom(8).hex()}"
-            if not self.outbox.put("cmd_result", self.topics.cmd_result,
-                                   {**result, "id": item_id}, item_id):
-                # The console reused a request_id whose earlier result is still unacknowledged:
-                # the command ran (and is audited) but this answer cannot be told apart.
-                log.warning("result of command %s not queued: request_id %s already has an "
-                            "unacknowledged result", result["command"], result["request_id"])
-            self.publisher.poke()
+            try:
+                self._handle_command(topic, payload)
+            except Exception:  # e.g. an I/O error: this command gets no result, the next one may
+                log.exception("command on %s failed", topic)
+
+    def _handle_command(self, topic: str, payload: bytes) -> None:
+        result = self.commands.handle(topic, payload)
+        if result["error"] == "replayed":
+            return  # the first copy's result is the answer (docs/compliance.md)
+        item_id = f"cmd_result:{result['request_id'] or os.urandom(8).hex()}"
+        if not self.outbox.put("cmd_result", self.topics.cmd_result,
+                               {**result, "id": item_id}, item_id):
+            # The console reused a request_id whose earlier result is still unacknowledged:
+            # the command ran (and is audited) but this answer cannot be told apart.
+            log.warning("result of command %s not queued: request_id %s already has an "
+                        "unacknowledged result", result["command"], result["request_id"])
+        self.publisher.poke()
 
     def _compliance_loop(self) -> None:
         while True:
@@ -312,17 +319,21 @@ class Agent:
         last_written: dict[str, Any] | None = None
         health: dict[str, Any] = {}
         while True:
-            now = time.monotonic()
-            if now >= next_health:
-                health = self._health()
-                self.publisher.set_retained(self.topics.health, health)
-                next_health = now + self.config.health_interval_s
-            with self._cameras_lock:
-                cameras = {k: dict(v) for k, v in self._cameras.items()}
-            snapshot = {"health": health, "cameras": cameras, "summary": self.summary_line()}
-            if snapshot != last_written:
-                atomic_write_json(self.paths.status, snapshot)
-                last_written = snapshot
+            try:
+                now = time.monotonic()
+                if now >= next_health:
+                    health = self._health()
+                    self.publisher.set_retained(self.topics.health, health)
+                    next_health = now + self.config.health_interval_s
+                with self._cameras_lock:
+                    cameras = {k: dict(v) for k, v in self._cameras.items()}
+                snapshot = {"health": health, "cameras": cameras,
+                            "summary": self.summary_line()}
+                if snapshot != last_written:
+                    atomic_write_json(self.paths.status, snapshot)
+                    last_written = snapshot
+            except Exception:  # e.g. an I/O error writing status.json: retried next second
+                log.exception("health loop: status update failed")
             if self.stopping.wait(1.0):
                 return
 
@@ -375,7 +386,19 @@ class Agent:
 
     def event(self, name: str, camera_uid: bytes | None, details: dict[str, Any]) -> None:
         payload = event_payload(name, camera_uid, details, dock_id=self.config.dock_id)
-        self.outbox.put("event", self.topics.events, payload, payload["id"])
+        try:
+            self.outbox.put("event", self.topics.events, payload, payload["id"])
+        except (OSError, StoreError) as exc:
+            # The state directory cannot take it (read-only, failing disk), yet the console
+            # must hear of it (it is often the alert about that very failure): publish it
+            # once, directly. Best effort: not kept, not re-sent (docs/mqtt.md, Delivery).
+            link = self.link
+            sent = link is not None and link.connected
+            if sent and link is not None:
+                link.publish(self.topics.events, encode(payload), qos=1)
+            log.error("event %s not queued (%s); %s", name, exc,
+                      "published once without the outbox" if sent else "lost: mqtt down")
+            return
         log.info("event %s camera=%s %s", name, camera_uid.hex() if camera_uid else "-",
                  {k: v for k, v in details.items() if k in ("reason", "reasons", "slot")})
         self.publisher.poke()

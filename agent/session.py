@@ -142,6 +142,10 @@ class _Docked:
     listing: list[m.RecordingInfo] = field(default_factory=list)
     ready: bool | None = None
     reasons: list[str] = field(default_factory=list)
+    # (camera clock_ms, dock monotonic s) of the last STATUS: a clock that moves otherwise
+    # than the dock's between two is a camera clock jump (reported once per docking)
+    clock_reading: tuple[int, float] | None = None
+    clock_jumped: bool = False
 
 
 def run_session(host: SessionHost, transport: Transport,
@@ -318,6 +322,13 @@ class _Session:
 
     def _refresh_status(self, d: _Docked) -> None:
         st = self.channel.request(m.GetStatus(), m.Status)
+        read_at = time.monotonic()
+        if d.clock_reading is not None and not d.clock_jumped:
+            before_ms, before_at = d.clock_reading
+            jump_ms = st.clock_ms - (before_ms + round((read_at - before_at) * 1000))
+            if abs(jump_ms) > self.cfg.readiness.clock_tolerance_ms:
+                self._clock_jumped(d, st.clock_ms, jump_ms)
+        d.clock_reading = (st.clock_ms, read_at)
         d.status = {
             "battery_pct": st.battery_pct, "charging": st.charging,
             "storage_total": st.storage_total, "storage_free": st.storage_free,
@@ -325,6 +336,21 @@ class _Session:
             "fault_codes": list(st.fault_codes), "camera_clock_ms": st.clock_ms,
             "recording": st.recording,
         }
+
+    def _clock_jumped(self, d: _Docked, clock_ms: int, jump_ms: int) -> None:
+        """The camera clock moved by more than the clock tolerance against the dock's between
+        two status readings (a failing RTC, a tampered clock): record it, measure the offset
+        again — it becomes the residual the readiness is judged on, so a clock now off shows as
+        ``clock_unsynced`` — and tell the console. The clock is not set again here: the jump is
+        evidence, and the next docking sets the clock. Once per docking: a clock that keeps
+        jumping (or stands still) would otherwise raise an event at every status reading."""
+        d.clock_jumped = True
+        d.residual = measure_offset(self.channel)
+        self.step("camera_clock_jump", jump_ms=jump_ms, camera_clock_ms=clock_ms,
+                  offset_ms=d.residual.offset_ms)
+        self.host.event("camera_clock_jump", self.uid, {
+            "slot": self.transport.slot, "jump_ms": jump_ms, "camera_clock_ms": clock_ms,
+            "offset_ms": d.residual.offset_ms})
 
     def _list(self) -> list[m.RecordingInfo]:
         entries: list[m.RecordingInfo] = []

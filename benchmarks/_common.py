@@ -81,7 +81,10 @@ def make_media(directory: Path, total: int, count: int) -> list[Path]:
 
 @contextmanager
 def workspace(prefix: str) -> Iterator[tuple[ExitStack, Path]]:
-    """An ExitStack and a temp dir that is removed last; SIGTERM/SIGHUP unwind it too."""
+    """An ExitStack and a temp dir that is removed last; SIGTERM/SIGHUP unwind it too.
+
+    With ``BWC_BENCH_KEEP=1`` in the environment the directory (agent log, journals, emulator
+    logs) is kept for a post-mortem and its path printed."""
 
     def _terminate(signum: int, _frame: object) -> None:
         raise SystemExit(128 + signum)
@@ -89,7 +92,11 @@ def workspace(prefix: str) -> Iterator[tuple[ExitStack, Path]]:
     old = {sig: signal.signal(sig, _terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         with ExitStack() as stack:
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
+            if os.environ.get("BWC_BENCH_KEEP") == "1":
+                work = Path(tempfile.mkdtemp(prefix=prefix))
+                stack.callback(print, f"workspace kept: {work}", file=sys.stderr)
+            else:
+                work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
             yield stack, work.resolve()
     finally:
         for sig, handler in old.items():

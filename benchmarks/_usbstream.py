@@ -25,7 +25,7 @@ import resource
 import sys
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import usb.core
 import usb.util
@@ -71,7 +71,8 @@ class Dock:
             event = conn.next_event()
             if event is NEED_DATA:
                 n = self.dev.read(EP_IN, self.buf, TIMEOUT_MS)
-                conn.receive_data(cast(bytes, self.view[:n]))  # the decoder copies it
+                # Read in place until the next NEED_DATA, i.e. before this buffer is reused.
+                conn.receive_data(self.view[:n])
                 continue
             if not isinstance(event, m.Message | EndOfChunk):
                 raise SystemExit(f"unexpected {event!r} from the camera")

@@ -15,16 +15,18 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from firmware_protocol import messages as m
 from firmware_protocol.messages import EventKind
-from firmware_protocol.signing import public_key_raw
+from firmware_protocol.signing import load_private_key, public_key_raw
 
 from .clock import CameraClock, HostClock, host_now_us
 from .errors import CameraError, ConfigError
 from .eventlog import NO_RECORDING, EventLog, InjectedEvent
 from .faults import ChunkRef, Faults
-from .model import Camera, DeviceInfo, PowerAndStorage
+from .keys import derive_camera_uid
+from .model import Camera, DeviceInfo, HostileFaults, PowerAndStorage
 from .recordings import MediaItem, Recording, RecordingRef, duration_ms, recording_id
-from .signer import Signer
+from .signer import SignedRecording, Signer
 from .state import StateStore
 
 __all__ = ["GENERATED_GAP_MS", "GENERATED_LAST_END_MS", "CameraConfig", "boot_camera"]
@@ -81,17 +83,69 @@ def _find(recordings: Sequence[Recording], ref: RecordingRef, what: str) -> Reco
 
 
 def _chunk_set(recordings: Sequence[Recording], refs: Sequence[ChunkRef], what: str,
-               released: set[bytes]) -> set[tuple[bytes, int]]:
+               released: set[bytes], spec: str | None = None) -> set[tuple[bytes, int]]:
+    """(recording id, index) of each chunk named; ``spec`` names the fault in messages
+    (default ``WHAT=REF``)."""
     chunks = set()
     for ref in refs:
-        rec = _find(recordings, ref.recording, f"--fault {what}={ref}")
+        label = spec or f"{what}={ref}"
+        rec = _find(recordings, ref.recording, f"--fault {label}")
         if ref.index >= rec.chunk_count:
-            raise ConfigError(f"--fault {what}={ref}: recording {ref.recording} has "
+            raise ConfigError(f"--fault {label}: recording {ref.recording} has "
                               f"{rec.chunk_count} chunks")
         if rec.recording_id in released:
-            log.warning("--fault %s=%s names a released recording: no effect", what, ref)
+            log.warning("--fault %s names a released recording: no effect", label)
         chunks.add((rec.recording_id, ref.index))
     return chunks
+
+
+def _foreign_key(path: Path) -> Ed25519PrivateKey:
+    """Another camera's device key (``foreign-chunk``): read, never created."""
+    try:
+        return load_private_key(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"--fault foreign-chunk: cannot read key {path}: {exc.strerror}"
+                          ) from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"--fault foreign-chunk: {path} is not an unencrypted Ed25519 "
+                          f"PKCS#8 PEM key: {exc}") from None
+
+
+def _hostile(faults: Faults, recordings: Sequence[Recording], released: set[bytes]
+             ) -> HostileFaults:
+    """The hostile-camera faults resolved against the recordings (released ones: no effect)."""
+    replays: dict[tuple[bytes, int], tuple[bytes, int]] = {}
+    for replay in faults.replays:
+        (target,) = _chunk_set(recordings, [replay.target], "", released, replay.spec)
+        (source,) = _chunk_set(recordings, [replay.source], "", released, replay.spec)
+        if target[0] not in released and source[0] not in released:
+            replays[target] = source
+    foreign: dict[tuple[bytes, int], m.ChunkHeader] = {}
+    twins: dict[tuple[Path, bytes], SignedRecording] = {}
+    for fc in faults.foreign_chunks:
+        ((rid, index),) = _chunk_set(recordings, [fc.target], "foreign-chunk", released,
+                                     f"foreign-chunk={fc.target}@{fc.key}")
+        if rid in released:
+            continue
+        twin = twins.get((fc.key, rid))
+        if twin is None:
+            rec = next(r for r in recordings if r.recording_id == rid)
+            key = _foreign_key(fc.key)
+            uid = derive_camera_uid(key)
+            # The same file recorded by that camera: its uid, its id for the name, its chain.
+            copy = Recording(rec.position, rec.item, recording_id(uid, rec.item.name),
+                             rec.started_ms, rec.ended_ms, rec.chunk_size)
+            twin = twins[(fc.key, rid)] = Signer(key, uid).sign_recording(copy)
+        foreign[(rid, index)] = twin.headers[index]
+    listed: dict[bytes, int] = {}
+    for extra in faults.extra_bytes:
+        rec = _find(recordings, extra.recording, "--fault extra-bytes/extra-chunk")
+        less = extra.extra if extra.extra is not None else rec.chunk_span(rec.chunk_count - 1)[1]
+        if less >= rec.size:
+            raise ConfigError(f"--fault extra-bytes/extra-chunk: recording {extra.recording} "
+                              f"has {rec.size} bytes, so it cannot be listed {less} smaller")
+        listed[rec.recording_id] = rec.size - less
+    return HostileFaults(replays, foreign, listed)
 
 
 # Start-up entries about the past are logged in time order; at equal times a cause (battery
@@ -142,6 +196,9 @@ def boot_camera(cfg: CameraConfig) -> Camera:
     faults = cfg.faults
     corrupt = _chunk_set(recordings, faults.corrupt_chunks, "corrupt-chunk", released)
     bad_sigs = _chunk_set(recordings, faults.bad_signatures, "bad-signature", released)
+    bad_seals = {_find(recordings, ref, f"--fault bad-seal={ref}").recording_id
+                 for ref in faults.bad_seals}
+    hostile = _hostile(faults, recordings, released)
     kept = [r for r in recordings if r.recording_id not in released]
     used = sum(r.size for r in kept)
     total = cfg.power.storage_total
@@ -159,7 +216,8 @@ def boot_camera(cfg: CameraConfig) -> Camera:
     for rec in kept:
         try:
             signed[rec.recording_id] = signer.sign_recording(
-                rec, {i for rid, i in bad_sigs if rid == rec.recording_id})
+                rec, {i for rid, i in bad_sigs if rid == rec.recording_id},
+                bad_seal=rec.recording_id in bad_seals)
         except CameraError as exc:
             raise ConfigError(f"cannot sign {rec.item.name}: {exc.args[0]}") from None
     log.info("signed %d recordings, %d bytes, in %.1f s%s", len(kept), used,
@@ -168,7 +226,7 @@ def boot_camera(cfg: CameraConfig) -> Camera:
         camera_uid=cfg.camera_uid, public_key=public_key_raw(cfg.key), device=cfg.device,
         power=cfg.power, clock=clock, signer=signer, recordings=recordings, signed=signed,
         released=released, events=events, recording_times=times, corrupt_chunks=corrupt,
-        other_used=other_used, store=store,
+        other_used=other_used, store=store, clock_jump=faults.clock_jump, hostile=hostile,
     )
     camera.save()
     return camera

@@ -5,29 +5,49 @@ what comes back, then looks at :attr:`LineShaper.state` to learn whether the lin
 or the camera "stalled". Byte counts are of bytes handed to the line, noise included.
 
 A stalled camera stays stalled for the rest of the run, even if the host closes and reopens the
-port: it is hung, not merely slow.
+port: it is hung, not merely slow. So does a flooding one (``endless-garbage``): it stopped
+answering and sends random bytes (never 0xB7, see :meth:`LineShaper.flood`) for as long as the
+line takes them; the front end asks for them only when the line is writable, so the flood costs
+the emulator no memory.
 
 Noise (``garbage-every``) is only ever inserted *between* frames and never contains the byte
 0xB7, so it cannot form a start marker or a header: the dock's decoder reports it as GARBAGE and
 resynchronises on the next frame without losing anything.
+
+Frame rewrites (hostile cameras): ``malformed`` cuts the payload of the named replies to their
+first three bytes (or by one byte, if that is shorter), and ``oversize-length`` makes every header
+sent from its byte on announce a payload of 4 GiB - 1; both keep the header CRC and the frame CRC
+valid, so only the content is wrong. Pacing (``slowloris``) is the front end's
+(``pump.ReplyQueue``): from its byte on, one byte is written every so many milliseconds.
 """
 
 from __future__ import annotations
 
 import random
+import struct
+import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
-__all__ = ["NOISE_MAX", "LineFaults", "LineShaper", "LineState"]
+from firmware_protocol.frames import ABS_MAX_PAYLOAD, HEADER_SIZE, TRAILER_SIZE, encode_frame
+
+__all__ = ["NOISE_MAX", "OVERSIZE_LENGTH", "LineFaults", "LineShaper", "LineState"]
 
 NOISE_MAX = 8  # bytes per burst
 _NOISE_ALPHABET = bytes(b for b in range(256) if b != 0xB7)  # 0xB7 starts the frame marker
+_NO_MARKER = bytes.maketrans(b"\xb7", b"\x37")  # a flood is random bytes but 0xB7
+OVERSIZE_LENGTH = 0xFFFF_FFFF  # what an oversize-length header announces
+# Payload bytes a malformed reply keeps (one fewer if it had no more): no camera message decodes
+# from that.
+MALFORMED_KEEP = 3
+_HEAD = struct.Struct(">2sBBHI")  # magic, version, type, seq, length: what hcrc covers
 
 
 class LineState(Enum):
     OPEN = "open"
     STALLED = "stalled"  # the camera stopped answering; the line stays up
+    FLOODING = "flooding"  # the camera stopped answering and sends random bytes without end
     UNPLUGGED = "unplugged"  # the line must be closed once the bytes returned so far are written
 
 
@@ -36,6 +56,11 @@ class LineFaults:
     unplug_after_bytes: int | None = None
     stall_after_bytes: int | None = None
     garbage_every: int | None = None
+    endless_garbage_after: int | None = None
+    oversize_after: int | None = None
+    slowloris_ms: int | None = None  # one byte every this many ms …
+    slowloris_after: int = 0  # … from this byte on
+    malformed: frozenset[int] = field(default_factory=frozenset)  # reply types cut short
 
 
 class LineShaper:
@@ -47,13 +72,18 @@ class LineShaper:
         self.noise_bursts = 0
         self._since_noise = 0
 
+    @property
+    def faults(self) -> LineFaults:
+        return self._faults
+
     def shape(self, frames: Sequence[bytes]) -> list[bytes]:
-        """The bytes to write for ``frames``: possibly with noise, possibly cut short."""
+        """The bytes to write for ``frames``: possibly rewritten, with noise, cut short."""
         out: list[bytes] = []
         every = self._faults.garbage_every
         for frame in frames:
             if self.state is not LineState.OPEN:
                 break
+            frame = self._rewrite(frame)
             if every is not None and self._since_noise >= every:
                 self._since_noise = 0
                 self.noise_bursts += 1
@@ -63,6 +93,29 @@ class LineShaper:
                 self._since_noise += len(frame)
                 self._emit(frame, out)
         return out
+
+    def flood(self, size: int) -> bytes:
+        """``size`` random bytes for a flooding line (counted as written), without 0xB7: the
+        dock never finds a frame start in them, has no frame error to end its wait early, and
+        hunts through all of it until its reply timeout."""
+        self.written += size
+        return self._rng.randbytes(size).translate(_NO_MARKER)
+
+    def _rewrite(self, frame: bytes) -> bytes:
+        """The frame as a hostile camera sends it (CRCs valid): cut short, or oversized."""
+        faults = self._faults
+        if frame[3] in faults.malformed:
+            _, _, msg_type, seq, length = _HEAD.unpack_from(frame)
+            keep = max(0, min(MALFORMED_KEEP, length - 1))
+            frame = encode_frame(msg_type, seq, frame[HEADER_SIZE : HEADER_SIZE + keep],
+                                 ABS_MAX_PAYLOAD)
+        if faults.oversize_after is not None and self.written >= faults.oversize_after:
+            magic, version, msg_type, seq, _ = _HEAD.unpack_from(frame)
+            head = _HEAD.pack(magic, version, msg_type, seq, OVERSIZE_LENGTH)
+            head += zlib.crc32(head).to_bytes(4, "big")
+            body = frame[HEADER_SIZE : len(frame) - TRAILER_SIZE]
+            frame = b"".join((head, body, zlib.crc32(body, zlib.crc32(head)).to_bytes(4, "big")))
+        return frame
 
     def _emit(self, data: bytes, out: list[bytes]) -> None:
         limit, then = self._next_limit()
@@ -74,10 +127,13 @@ class LineShaper:
             self.written += len(data)
 
     def _next_limit(self) -> tuple[int | None, LineState]:
-        """The nearest byte limit and the state it leads to (an unplug wins a tie)."""
-        unplug, stall = self._faults.unplug_after_bytes, self._faults.stall_after_bytes
-        if unplug is not None and (stall is None or unplug <= stall):
-            return unplug, LineState.UNPLUGGED
-        if stall is not None:
-            return stall, LineState.STALLED
-        return None, LineState.OPEN
+        """The nearest byte limit and the state it leads to (an unplug wins a tie, then a
+        stall)."""
+        f = self._faults
+        limits = [(limit, rank, state) for rank, (limit, state) in enumerate((
+            (f.unplug_after_bytes, LineState.UNPLUGGED), (f.stall_after_bytes, LineState.STALLED),
+            (f.endless_garbage_after, LineState.FLOODING))) if limit is not None]
+        if not limits:
+            return None, LineState.OPEN
+        limit, _, state = min(limits)
+        return limit, state

@@ -7,10 +7,11 @@ Every change to persistent state (clock set, release, power on/off) is saved at 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from firmware_protocol import messages as m
 from firmware_protocol.errors import ErrorCode
@@ -19,11 +20,12 @@ from firmware_protocol.messages import RECORDING_INFO_SIZE, EventKind
 from .clock import CameraClock
 from .errors import CameraError
 from .eventlog import EventLog
+from .faults import ClockJump
 from .recordings import Recording
 from .signer import SignedRecording, Signer
 from .state import CameraState, StateStore
 
-__all__ = ["Camera", "DeviceInfo", "PowerAndStorage"]
+__all__ = ["Camera", "DeviceInfo", "HostileFaults", "PowerAndStorage"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,19 @@ class DeviceInfo:
     officer_name: str = ""
     unit_code: str = ""
     unit_name: str = ""
+
+
+@dataclass(frozen=True)
+class HostileFaults:
+    """What a hostile camera serves instead of the truth, resolved against the recordings by
+    :func:`camsim.boot.boot_camera` (keys are (recording id, chunk index) or recording ids)."""
+
+    # READ_CHUNK answered with another chunk's signed header and bytes (replay, swap, duplicate)
+    replays: Mapping[tuple[bytes, int], tuple[bytes, int]] = field(default_factory=dict)
+    # READ_CHUNK answered with the same bytes under another camera's signed header
+    foreign: Mapping[tuple[bytes, int], m.ChunkHeader] = field(default_factory=dict)
+    # the size the listing shows, smaller than what the chunks and the seal make it
+    listed_sizes: Mapping[bytes, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +86,8 @@ class Camera:
         corrupt_chunks: set[tuple[bytes, int]],
         other_used: int,
         store: StateStore | None,
+        clock_jump: ClockJump | None = None,
+        hostile: HostileFaults | None = None,
     ) -> None:
         """Assembled by :func:`camsim.boot.boot_camera`.
 
@@ -93,6 +110,9 @@ class Camera:
         self._corrupt = corrupt_chunks
         self._other_used = other_used
         self._store = store
+        self._clock_jump = clock_jump
+        self._hostile = hostile or HostileFaults()
+        self._statuses = 0  # GET_STATUS answered in this run (for the clock-jump fault)
 
     # -- identity and status -------------------------------------------------------------------
 
@@ -106,9 +126,19 @@ class Camera:
 
     def status(self) -> m.Status:
         p = self.power
-        return m.Status(p.battery_pct, p.charging, p.storage_total, self.storage_free,
-                        p.bitrate_bps, not p.self_test_faults, p.self_test_faults,
-                        self.clock.now_ms(), False)
+        st = m.Status(p.battery_pct, p.charging, p.storage_total, self.storage_free,
+                      p.bitrate_bps, not p.self_test_faults, p.self_test_faults,
+                      self.clock.now_ms(), False)
+        self._statuses += 1
+        jump = self._clock_jump
+        if jump is not None and self._statuses == jump.after_status:
+            # A failing RTC: the clock moves without a SET_TIME, and the camera's own event log
+            # knows nothing of it. The new reading survives restarts like any clock state.
+            self.clock.set(self.clock.now_us() + round(jump.seconds * 1e6))
+            self.save()
+            log.info("clock jump fault: clock moved by %+.3f s after status #%d", jump.seconds,
+                     self._statuses)
+        return st
 
     # -- clock ---------------------------------------------------------------------------------
 
@@ -137,22 +167,46 @@ class Camera:
             raise CameraError(ErrorCode.BAD_INDEX, f"start {start} > {len(listed)} recordings")
         fit = (max_payload - _LIST_OVERHEAD) // RECORDING_INFO_SIZE
         page = listed[start : start + min(max_entries, fit)]
-        return m.RecordingList(len(listed), start, tuple(r.info() for r in page))
+        return m.RecordingList(len(listed), start, tuple(self._info(r) for r in page))
+
+    def _info(self, rec: Recording) -> m.RecordingInfo:
+        info = rec.info()
+        size = self._hostile.listed_sizes.get(rec.recording_id)
+        if size is None:
+            return info
+        return dataclasses.replace(info, size=size, chunk_count=-(-size // rec.chunk_size))
 
     def read_chunk(self, recording_id: bytes, index: int) -> tuple[m.ChunkHeader, bytes]:
         rec = self._lookup(recording_id)
         if index >= rec.chunk_count:
             raise CameraError(ErrorCode.BAD_INDEX,
                               f"chunk {index} of a {rec.chunk_count}-chunk recording")
+        hostile = self._hostile
+        source = hostile.replays.get((recording_id, index))
+        if source is not None:
+            log.info("replay fault: chunk %d of %s answered with chunk %d of %s", index,
+                     recording_id.hex()[:8], source[1], source[0].hex()[:8])
+            return self._signed_chunk(*source)
+        header, data = self._signed_chunk(recording_id, index)
+        foreign = hostile.foreign.get((recording_id, index))
+        if foreign is not None:
+            log.info("foreign-chunk fault: chunk %d of %s as camera %s signed it", index,
+                     recording_id.hex()[:8], foreign.info.camera_uid.hex()[:8])
+            header = foreign
+        if (recording_id, index) in self._corrupt:
+            middle = len(data) // 2  # the corrupt-chunk fault: one byte differs
+            data = data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
+        return header, data
+
+    def _signed_chunk(self, recording_id: bytes, index: int) -> tuple[m.ChunkHeader, bytes]:
+        """A chunk as signed and its bytes as stored (checked against each other)."""
+        rec = self._by_id[recording_id]
         header = self._signed[recording_id].headers[index]
         data = rec.item.source.read(header.info.offset, header.info.size)
         if hashlib.sha256(data).digest() != header.info.sha256:
             # A media file edited under the running emulator: refuse rather than serve bytes
             # that fail verification for a reason no fault asked for.
             raise CameraError(ErrorCode.STORAGE_FAULT, f"{rec.item.name} changed since signed")
-        if (recording_id, index) in self._corrupt:
-            middle = len(data) // 2  # the corrupt-chunk fault: one byte differs
-            data = data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :]
         return header, data
 
     def seal(self, recording_id: bytes) -> m.Seal:

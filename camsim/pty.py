@@ -135,8 +135,11 @@ class PtyPump:
             timeout: float | None = None
             if self._host_open:
                 rlist.append(master)
-                if self._queue.pending:
+                wait = self._queue.ready_in()
+                if wait == 0:
                     wlist.append(master)
+                elif wait is not None:
+                    timeout = wait  # a slow-loris line's next byte
             else:
                 timeout = self.CLOSED_POLL_S  # a closed master polls readable (HUP) forever
             readable, writable, _ = select.select(rlist, wlist, [], timeout)

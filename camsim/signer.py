@@ -40,11 +40,13 @@ class Signer:
     def sign_auth(self, nonce: bytes) -> bytes:
         return self._key.sign(auth_message(self._uid, nonce))
 
-    def sign_recording(self, rec: Recording, bad_signatures: Collection[int] = ()
-                       ) -> SignedRecording:
+    def sign_recording(self, rec: Recording, bad_signatures: Collection[int] = (), *,
+                       bad_seal: bool = False) -> SignedRecording:
         """Hash and sign every chunk (reading one at a time), then the seal.
 
         Chunk indexes in ``bad_signatures`` get a spoiled signature (the ``bad-signature`` fault).
+        With ``bad_seal`` the seal names a whole-recording SHA-256 with one bit flipped, and is
+        signed all the same (the ``bad-seal`` fault: a seal that disagrees with the chunks).
         """
         whole = hashlib.sha256()
         prev = ZERO_DIGEST
@@ -60,7 +62,9 @@ class Signer:
                 signature = spoil_signature(signature)
             headers.append(m.ChunkHeader(packed, signature))
             prev = hashlib.sha256(packed).digest()
+        digest = whole.digest()
+        if bad_seal:
+            digest = bytes([digest[0] ^ 0x01]) + digest[1:]
         seal = SealMessage(self._uid, rec.recording_id, rec.chunk_count, rec.size,
-                           whole.digest(), prev, rec.started_ms, rec.ended_ms,
-                           rec.item.media).pack()
+                           digest, prev, rec.started_ms, rec.ended_ms, rec.item.media).pack()
         return SignedRecording(tuple(headers), m.Seal(seal, self._key.sign(seal)))

@@ -258,11 +258,15 @@ class UsbPump:
                 rlist.append(self._wake)
             conn = port.conn
             wlist = []
+            timeout: float | None = None
             if conn is not None:
                 rlist.append(conn)
-                if self._queue.pending:
+                wait = self._queue.ready_in()
+                if wait == 0:
                     wlist.append(conn)
-            readable, writable, _ = select.select(rlist, wlist, [], None)
+                elif wait is not None:
+                    timeout = wait  # a slow-loris line's next byte
+            readable, writable, _ = select.select(rlist, wlist, [], timeout)
             if self._wake is not None and self._wake in readable:
                 with contextlib.suppress(BlockingIOError):
                     os.read(self._wake, 512)

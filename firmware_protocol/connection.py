@@ -8,8 +8,10 @@ here reads a clock, a socket or a thread: timeouts and retries belong to the cal
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
+from typing import cast
 
 from . import messages as m
 from ._state import CANCEL, CHUNK_COMPLETE, STABLE_STATES, TRANSITIONS, Role, State
@@ -47,6 +49,8 @@ DEFAULT_MAX_PAYLOAD = 256 * 1024
 # marker was the damaged part: a run of garbage at least as long as the smallest frame counts.
 _LOSSY = frozenset({FrameErrorKind.BAD_HEADER, FrameErrorKind.BAD_CRC, FrameErrorKind.TOO_LARGE})
 _MIN_FRAME = HEADER_SIZE + TRAILER_SIZE
+# Where the u16 entry count of a page sits in its payload (checked before decoding the entries).
+_PAGE_COUNT_AT = {m.RecordingList.TYPE: 8, m.EventLog.TYPE: 0}
 
 
 class NeedData(Enum):
@@ -125,13 +129,23 @@ class Connection:
 
     # -- receiving ---------------------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> None:
-        """Buffer bytes from the peer. Drain :meth:`next_event` before feeding more."""
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Buffer bytes from the peer. Drain :meth:`next_event` before feeding more.
+
+        ``data`` may be read in place until :meth:`next_event` returns ``NEED_DATA``: a caller
+        reading into one reused buffer must not overwrite it before then.
+        """
         if self._decoder.buffered > HEADER_SIZE + self._max_payload + TRAILER_SIZE:
             raise LocalProtocolError(
                 "receive_data called again without draining next_event()", ErrorCode.BAD_STATE
             )
         self._decoder.feed(data)
+
+    def set_payload_allocator(self, allocate: Callable[[int], bytearray] | None) -> None:
+        """Where large payloads are assembled: ``allocate(n)`` returns a bytearray of at least
+        ``n`` bytes that nothing else uses (see ``FrameDecoder``); ``None``, a new one each.
+        A receiver that is done with a payload can so have its buffer used again."""
+        self._decoder.allocate = allocate or bytearray
 
     def next_event(self) -> Event | NeedData:
         if self._error is not None:
@@ -172,9 +186,12 @@ class Connection:
         if self.role is Role.DOCK:
             if frame.seq != self._request_seq or self._request is None or self._damaged:
                 return StaleFrame(frame.type, frame.seq)
+            self._check_before_decoding(frame)
         else:
             self._request_seq = frame.seq
-        msg = m.decode_message(frame.type, frame.payload)
+        # decode_message reads through a Reader, which takes any buffer: a large payload is a
+        # memoryview (see Frame) that ChunkData keeps a view of instead of a copy.
+        msg = m.decode_message(frame.type, cast(bytes, frame.payload))
         peer = Role.CAMERA if self.role is Role.DOCK else Role.DOCK
         new_state = TRANSITIONS.get((self.state, peer, type(msg)))
         if new_state is None:
@@ -197,6 +214,27 @@ class Connection:
         if self.role is Role.DOCK and new_state in STABLE_STATES:
             self._request = None
         return msg
+
+    def _check_before_decoding(self, frame: Frame) -> None:
+        """Dock: refuse a reply the state does not allow, or a page of more entries than asked
+        for, before decoding it. Decoding builds objects several times the payload's size (a
+        frame-filling event log: ~10x, and ~0.2 s at 1 MiB), so such a reply must cost no more
+        than its bytes."""
+        cls = m.MESSAGE_TYPES.get(frame.type)
+        if cls is None:
+            return  # decode_message names the unknown type
+        if (self.state, Role.CAMERA, cls) not in TRANSITIONS:
+            raise RemoteProtocolError(
+                f"{cls.__name__} not allowed in state {self.state.value}", ErrorCode.BAD_STATE
+            )
+        at = _PAGE_COUNT_AT.get(frame.type)
+        req = self._request
+        if (at is not None and isinstance(req, m.ListRecordings | m.GetEventLog)
+                and len(frame.payload) >= at + 2
+                and int.from_bytes(frame.payload[at : at + 2], "big") > req.max_entries):
+            raise RemoteProtocolError(
+                f"{cls.__name__} of more entries than the {req.max_entries} asked for"
+            )
 
     def _check_reply(self, msg: m.Message) -> None:
         req = self._request

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -28,6 +29,7 @@ from .errors import ErrorCode, LocalProtocolError
 
 __all__ = [
     "ABS_MAX_PAYLOAD",
+    "DIRECT_MIN",
     "HEADER_SIZE",
     "INITIAL_MAX_PAYLOAD",
     "MAGIC",
@@ -46,6 +48,11 @@ HEADER_SIZE = 14
 TRAILER_SIZE = 4
 INITIAL_MAX_PAYLOAD = 4096  # in force until HELLO/IDENTITY negotiated a larger one
 ABS_MAX_PAYLOAD = 16 * 1024 * 1024
+# Payloads at least this large are assembled in place (see FrameDecoder): below it, one more
+# copy costs less than a buffer of their own.
+DIRECT_MIN = 16 * 1024
+# What the decoder's own buffer may keep of its capacity once drained.
+_KEEP_BUFFER = 64 * 1024
 
 _HEAD = struct.Struct(">2sBBHI")  # the 10 bytes covered by hcrc
 _U32 = struct.Struct(">I")
@@ -55,7 +62,9 @@ _U32 = struct.Struct(">I")
 class Frame:
     type: int
     seq: int
-    payload: bytes
+    # A large payload is a read-only view of a buffer the decoder assembled it in and then let
+    # go of: it stays valid and unchanged for as long as the receiver holds it.
+    payload: bytes | memoryview
 
 
 class FrameErrorKind(Enum):
@@ -75,7 +84,8 @@ class FrameError:
     seq: int | None = None  # known when the header CRC held (too_large, bad_crc)
 
 
-def encode_frame(msg_type: int, seq: int, payload: bytes, max_payload: int) -> bytes:
+def encode_frame(msg_type: int, seq: int, payload: bytes | bytearray | memoryview,
+                 max_payload: int) -> bytes:
     if len(payload) > max_payload:
         raise LocalProtocolError(
             f"payload of {len(payload)} bytes exceeds the frame maximum {max_payload}",
@@ -89,23 +99,219 @@ def encode_frame(msg_type: int, seq: int, payload: bytes, max_payload: int) -> b
 class FrameDecoder:
     """Incremental decoder that resynchronises on the next start marker after any error.
 
-    It holds at most one maximum frame plus whatever the caller fed since the last drained event:
-    callers feed a bounded read, then call :meth:`next` until it returns ``None``.
+    Callers feed a bounded read, then call :meth:`next` until it returns ``None``. Until then
+    the decoder may read the fed object in place, so it must not change before that (nor before
+    the next :meth:`feed` or :meth:`discard`); whatever is left of it is copied when ``next``
+    needs more data.
+
+    A frame of at least ``direct_min`` payload bytes whose body is still incomplete when its
+    header checked out is assembled in place: it gets a buffer of its own from ``allocate``
+    (``allocate(n)`` returns a bytearray of at least ``n`` bytes that nothing else uses; by
+    default a new one), the body bytes already here are moved into it and later feeds are copied
+    straight there, and that buffer becomes the frame's payload, never touched by the decoder
+    again. Each byte of a chunk is thus copied once, and the decoder holds at most one frame plus
+    the last feed.
     """
 
-    def __init__(self, max_payload: int = INITIAL_MAX_PAYLOAD) -> None:
-        # One buffer for the connection's lifetime, grown but never shrunk: allocating a fresh
-        # large buffer per read costs page faults that dominate the decoder's CPU time.
-        self._buf = bytearray(HEADER_SIZE + max_payload + TRAILER_SIZE)
-        self._pos = 0  # start of unconsumed data
+    def __init__(self, max_payload: int = INITIAL_MAX_PAYLOAD, *,
+                 direct_min: int = DIRECT_MIN) -> None:
+        # Bytes kept across feeds: headers, small frames, garbage being hunted through. One
+        # buffer, grown as needed and reused: a fresh one per read costs page faults.
+        self._buf = bytearray(HEADER_SIZE + INITIAL_MAX_PAYLOAD + TRAILER_SIZE)
+        self._pos = 0  # start of unconsumed data in _buf
         self._end = 0  # end of valid data; bytes past it are spare capacity
+        # The last feed, read in place (only while _buf holds nothing).
+        self._ext: memoryview | None = None
+        self._xpos = 0
+        # The frame being assembled in place: its header, and its payload filled so far.
+        self._head = b""
+        self._body: bytearray | None = None
+        self._length = 0
+        self._filled = 0
         self.max_payload = max_payload
+        self.direct_min = direct_min
+        self.allocate: Callable[[int], bytearray] = bytearray
 
     @property
     def buffered(self) -> int:
-        return self._end - self._pos
+        n = self._end - self._pos
+        if self._ext is not None:
+            n += len(self._ext) - self._xpos
+        if self._body is not None:
+            n += HEADER_SIZE + self._filled
+        return n
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
+        if not len(data):
+            return
+        view = memoryview(data).cast("B")
+        body = self._body
+        if body is not None and self._filled < self._length:
+            # The rest of a frame being assembled in place goes straight to its payload.
+            k = min(len(view), self._length - self._filled)
+            with view[:k] as part:
+                body[self._filled : self._filled + k] = part
+            self._filled += k
+            if k == len(view):
+                view.release()
+                return
+            rest = view[k:]
+            view.release()
+            view = rest
+        if self._ext is not None:
+            self._spill()  # fed again before next() drained the last feed
+        if self._pos == self._end:
+            self._ext, self._xpos = view, 0
+        else:
+            self._append(view)
+            view.release()
+
+    def next(self) -> Frame | FrameError | None:
+        """The next frame, a framing error, or ``None`` when more data is needed."""
+        if self._body is not None:
+            return self._finish_in_place()
+        ext = self._ext
+        src: bytearray | memoryview
+        if ext is not None:
+            src, pos, end = ext, self._xpos, len(ext)
+        else:
+            src, pos, end = self._buf, self._pos, self._end
+        if end - pos < 2 and (end == pos or src[pos] == 0xB7):
+            self._need_more()  # a lone byte is kept only if it may start a marker
+            return None
+        if src[pos] != 0xB7 or src[pos + 1] != 0xC3:
+            return self._hunt()
+        if end - pos < HEADER_SIZE:
+            self._need_more()
+            return None
+        _, version, msg_type, seq, length = _HEAD.unpack_from(src, pos)
+        with memoryview(src) as view:
+            hcrc_ok = zlib.crc32(view[pos : pos + 10]) == _U32.unpack_from(src, pos + 10)[0]
+        if not hcrc_ok or version != PROTOCOL_VERSION:
+            self._advance(pos + 1)
+            detail = "header CRC mismatch" if not hcrc_ok else f"unknown version {version}"
+            return FrameError(FrameErrorKind.BAD_HEADER, 1, detail)
+        if length > self.max_payload:
+            # Rejected before buffering the body: skip only the header and hunt on.
+            self._advance(pos + HEADER_SIZE)
+            return FrameError(
+                FrameErrorKind.TOO_LARGE, HEADER_SIZE, f"length {length} > {self.max_payload}",
+                seq,
+            )
+        total = HEADER_SIZE + length + TRAILER_SIZE
+        body = pos + HEADER_SIZE
+        if end - pos < total:
+            if length >= self.direct_min and end - body < length:
+                self._assemble_in_place(src, pos, end, length)
+                return None
+            self._need_more()
+            return None
+        with memoryview(src) as view:
+            payload_view = view[body : body + length]
+            head_crc = zlib.crc32(view[pos:body])
+            crc_ok = (zlib.crc32(payload_view, head_crc)
+                      == _U32.unpack_from(src, body + length)[0])
+            payload = bytes(payload_view) if crc_ok else b""
+            payload_view.release()
+        if not crc_ok:
+            # The body may hold the start of the next frame (truncated frame): resume just
+            # past this marker rather than past the declared length.
+            self._advance(pos + 1)
+            return FrameError(FrameErrorKind.BAD_CRC, 1, f"type {msg_type} seq {seq}", seq)
+        self._advance(pos + total)
+        return Frame(msg_type, seq, payload)
+
+    def discard(self) -> None:
+        """Drop everything buffered (the dock abandoned the reply it belonged to)."""
+        self._release_ext()
+        self._body = None
+        self._pos = self._end = 0
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _hunt(self) -> FrameError:
+        """Skip garbage up to the next start marker (searched in _buf: garbage is rare)."""
+        self._spill()
+        buf, pos, end = self._buf, self._pos, self._end
+        found = buf.find(MAGIC, pos, end)
+        if found < 0:
+            # Keep a trailing 0xB7: it may be the first half of a marker.
+            keep = 1 if buf[end - 1] == 0xB7 else 0
+            self._consume(end - keep)
+            return FrameError(FrameErrorKind.GARBAGE, end - keep - pos)
+        self._consume(found)
+        return FrameError(FrameErrorKind.GARBAGE, found - pos)
+
+    def _assemble_in_place(self, src: bytearray | memoryview, pos: int, end: int,
+                           length: int) -> None:
+        body_at = pos + HEADER_SIZE
+        body = self.allocate(length)
+        with memoryview(src) as view:
+            self._head = bytes(view[pos:body_at])
+            body[: end - body_at] = view[body_at:end]
+        self._body, self._length, self._filled = body, length, end - body_at
+        self._advance(end)
+        self._shrink()  # what _buf held is in the body now: its grown capacity must not stay
+
+    def _finish_in_place(self) -> Frame | FrameError | None:
+        body = self._body
+        assert body is not None
+        if self._filled < self._length:
+            return None  # every byte fed since went into the body: nothing else is held
+        ext = self._ext
+        src: bytearray | memoryview
+        if ext is not None:
+            src, pos, end = ext, self._xpos, len(ext)
+        else:
+            src, pos, end = self._buf, self._pos, self._end
+        if end - pos < TRAILER_SIZE:
+            self._need_more()
+            return None
+        head = self._head
+        _, _, msg_type, seq, _ = _HEAD.unpack_from(head)
+        self._body = None
+        payload = memoryview(body)[: self._length].toreadonly()
+        if zlib.crc32(payload, zlib.crc32(head)) == _U32.unpack_from(src, pos)[0]:
+            self._advance(pos + TRAILER_SIZE)
+            return Frame(msg_type, seq, payload)
+        # As for a frame decoded whole: resume just past this marker, so everything after it
+        # (the body included) is hunted through again.
+        with memoryview(src) as view, view[pos:end] as after:
+            rest = bytes(after)
+        self._advance(end)
+        self._append(head[1:])
+        self._append(payload)
+        payload.release()
+        self._append(rest)
+        return FrameError(FrameErrorKind.BAD_CRC, 1, f"type {msg_type} seq {seq}", seq)
+
+    def _need_more(self) -> None:
+        """``next`` is out of data: keep what is left of the last feed, which the caller may
+        now reuse."""
+        self._spill()
+        self._shrink()
+
+    def _shrink(self) -> None:
+        if self._pos == self._end and len(self._buf) > _KEEP_BUFFER:
+            # A burst of garbage or a big frame received whole grew it: give that back.
+            self._buf = bytearray(HEADER_SIZE + INITIAL_MAX_PAYLOAD + TRAILER_SIZE)
+            self._pos = self._end = 0
+
+    def _spill(self) -> None:
+        ext = self._ext
+        if ext is None:
+            return
+        if self._xpos < len(ext):
+            with ext[self._xpos :] as rest:
+                self._append(rest)
+        self._release_ext()
+
+    def _release_ext(self) -> None:
+        if self._ext is not None:
+            self._ext.release()  # the caller may resize its buffer again
+            self._ext = None
+
+    def _append(self, data: bytes | bytearray | memoryview) -> None:
         n = len(data)
         buf = self._buf
         if self._end + n > len(buf):
@@ -115,64 +321,21 @@ class FrameDecoder:
                     buf[:live] = view[self._pos : self._end]  # memmove, no temporary copy
                 self._pos, self._end = 0, live
             if live + n > len(buf):
-                buf.extend(bytes(live + n - len(buf)))
+                del buf[self._end :]  # grow by appending: no zero-filled temporary
+                buf += data
+                self._end += n
+                return
         buf[self._end : self._end + n] = data
         self._end += n
 
-    def next(self) -> Frame | FrameError | None:
-        """The next frame, a framing error, or ``None`` when more data is needed."""
-        buf = self._buf
-        pos = self._pos
-        end = self._end
-        if end - pos < 2 and (end == pos or buf[pos] == 0xB7):
-            return None  # a lone byte is kept only if it may start a marker
-        if buf[pos] != 0xB7 or buf[pos + 1] != 0xC3:
-            found = buf.find(MAGIC, pos, end)
-            if found < 0:
-                # Keep a trailing 0xB7: it may be the first half of a marker.
-                keep = 1 if buf[end - 1] == 0xB7 else 0
-                self._consume(end - keep)
-                return FrameError(FrameErrorKind.GARBAGE, end - keep - pos)
-            self._consume(found)
-            return FrameError(FrameErrorKind.GARBAGE, found - pos)
-        if end - pos < HEADER_SIZE:
-            return None
-        _, version, msg_type, seq, length = _HEAD.unpack_from(buf, pos)
-        with memoryview(buf) as view:
-            hcrc_ok = zlib.crc32(view[pos : pos + 10]) == _U32.unpack_from(buf, pos + 10)[0]
-        if not hcrc_ok or version != PROTOCOL_VERSION:
-            self._consume(pos + 1)
-            detail = "header CRC mismatch" if not hcrc_ok else f"unknown version {version}"
-            return FrameError(FrameErrorKind.BAD_HEADER, 1, detail)
-        if length > self.max_payload:
-            # Rejected before buffering the body: skip only the header and hunt on.
-            self._consume(pos + HEADER_SIZE)
-            return FrameError(
-                FrameErrorKind.TOO_LARGE, HEADER_SIZE, f"length {length} > {self.max_payload}",
-                seq,
-            )
-        total = HEADER_SIZE + length + TRAILER_SIZE
-        if end - pos < total:
-            return None
-        body = pos + HEADER_SIZE
-        with memoryview(buf) as view:
-            payload_view = view[body : body + length]
-            head_crc = zlib.crc32(view[pos:body])
-            crc_ok = (zlib.crc32(payload_view, head_crc)
-                      == _U32.unpack_from(buf, body + length)[0])
-            payload = bytes(payload_view) if crc_ok else b""
-            payload_view.release()
-        if not crc_ok:
-            # The body may hold the start of the next frame (truncated frame): resume just
-            # past this marker rather than past the declared length.
-            self._consume(pos + 1)
-            return FrameError(FrameErrorKind.BAD_CRC, 1, f"type {msg_type} seq {seq}", seq)
-        self._consume(pos + total)
-        return Frame(msg_type, seq, payload)
-
-    def discard(self) -> None:
-        """Drop everything buffered (the dock abandoned the reply it belonged to)."""
-        self._pos = self._end = 0
+    def _advance(self, new_pos: int) -> None:
+        """Consume up to ``new_pos`` of whichever buffer ``next`` is reading."""
+        if self._ext is not None:
+            self._xpos = new_pos
+            if new_pos >= len(self._ext):
+                self._release_ext()
+        else:
+            self._consume(new_pos)
 
     def _consume(self, new_pos: int) -> None:
         if new_pos >= self._end:

@@ -101,18 +101,49 @@ class ChunkCipher:
             struct.pack(">H", len(signature)), signature,
         ))
 
-    def encode(self, index: int, data: bytes | bytearray, chunk_message: bytes,
+    @staticmethod
+    def record_size(data_len: int, chunk_message: bytes, signature: bytes) -> int:
+        """Bytes of the record `encode_into` builds for a chunk of `data_len` bytes."""
+        return _HEADER.size + len(chunk_message) + len(signature) + data_len + _TAG_LEN
+
+    def encode(self, index: int, data: bytes | bytearray | memoryview, chunk_message: bytes,
                signature: bytes) -> bytes:
         """Return the complete record for chunk `index` with a fresh random nonce."""
+        out = bytearray(self.record_size(len(data), chunk_message, signature))
+        with self.encode_into(out, index, data, chunk_message, signature) as record:
+            return bytes(record)
+
+    def encode_into(self, out: bytearray, index: int, data: bytes | bytearray | memoryview,
+                    chunk_message: bytes, signature: bytes) -> memoryview:
+        """Build the record for chunk `index` (fresh random nonce) at the start of `out`, which
+        must hold at least `record_size` bytes; returns the view of `out` that is the record.
+
+        The ciphertext is encrypted straight into place behind the header: no ciphertext
+        object, and no second copy to join header and ciphertext (a chunk is a MiB).
+        """
         if len(chunk_message) > _U16_MAX or len(signature) > _U16_MAX:
             raise ValueError("chunk_message and signature must each be under 64 KiB")
         if len(data) + _TAG_LEN > MAX_CIPHERTEXT:
             raise ValueError(f"chunk of {len(data)} bytes exceeds the record size limit")
+        size = self.record_size(len(data), chunk_message, signature)
+        if len(out) < size:
+            raise ValueError(f"record buffer of {len(out)} bytes, {size} needed")
         nonce = os.urandom(_NONCE_LEN)
-        ciphertext = self._aead.encrypt(nonce, data, self._aad(index, chunk_message, signature))
-        header = _HEADER.pack(MAGIC, index, nonce, len(ciphertext), len(chunk_message),
-                              len(signature))
-        return b"".join((header, chunk_message, signature, ciphertext))
+        ct_len = len(data) + _TAG_LEN
+        _HEADER.pack_into(out, 0, MAGIC, index, nonce, ct_len, len(chunk_message),
+                          len(signature))
+        pos = _HEADER.size
+        out[pos : pos + len(chunk_message)] = chunk_message
+        pos += len(chunk_message)
+        out[pos : pos + len(signature)] = signature
+        pos += len(signature)
+        view = memoryview(out)
+        with view[pos:size] as ct_view:
+            self._aead.encrypt_into(nonce, data, self._aad(index, chunk_message, signature),
+                                    ct_view)
+        record = view[:size]
+        view.release()
+        return record
 
     def decrypt(self, record: ChunkRecord, ciphertext: bytes, path: Path) -> bytes:
         """Plaintext of `record`; `CorruptStoreError` if anything about it was altered."""

@@ -220,7 +220,8 @@ class AppendOnlyFile:
     to cut off a torn tail, and then `append`. A failed write is rolled back to the last
     durable size so later appends never land behind garbage. A failed fsync poisons the
     object: after such an error the kernel may have dropped dirty pages and a retried fsync
-    can falsely succeed, so the only safe continuation is to reopen and rescan.
+    can falsely succeed, so the only safe continuation is to reopen and rescan; the failed
+    append is cut off first, so that the rescan cannot find it in the page cache.
     """
 
     def __init__(self, path: Path, *, mode: int = 0o600, lock: bool = False) -> None:
@@ -266,6 +267,11 @@ class AppendOnlyFile:
         """Bytes known to be in the file (all durable once the owner's scan accepted them)."""
         return self._size
 
+    @property
+    def broken(self) -> bool:
+        """An fsync failed: only closing, reopening and rescanning can go on from here."""
+        return self._broken
+
     def _require_fd(self) -> int:
         if self._fd is None:
             raise StoreError(f"{self.path} is closed")
@@ -290,6 +296,11 @@ class AppendOnlyFile:
         try:
             os.fsync(fd)
         except BaseException:
+            # The kernel may have dropped the pages it could not write, and reports that only
+            # once: a later fsync (a reopen's) can succeed while reads still return the bytes
+            # from the page cache, never on disk. Cut them off, or a rescan after reopening
+            # would take this unacknowledged append for a durable one.
+            self._rollback(offset)
             self._broken = True
             raise
         self._size = offset + len(data)

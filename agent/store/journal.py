@@ -351,6 +351,8 @@ class Journal:
         return list(range(first, seq + 1))
 
     def _tail_for_append(self) -> AppendOnlyFile:
+        if self._tail is not None and self._tail.broken:
+            self._reopen_tail()
         tail = self._tail
         label = self._partition() if self._partition is not None else None
         if label is not None and not _LABEL_RE.match(label):
@@ -373,6 +375,17 @@ class Journal:
         self._tail = AppendOnlyFile(self._path(start))  # durable before anything goes in
         self._starts.append(start)
         return self._tail
+
+    def _reopen_tail(self) -> None:
+        """An fsync of the tail failed (its append was cut off again): reopen the tail and
+        rescan it before anything else goes in, as `AppendOnlyFile` asks. Without this, one
+        transient I/O error would refuse every later append until the agent restarts."""
+        assert self._tail is not None
+        log.warning("journal %s: reopening the tail after a failed fsync", self.directory)
+        self._tail.close()
+        self._tail = None
+        self._starts = self._list_segments()
+        self._last_seq, self._head = self._recover()
 
     def drop_segments_before(self, seq: int) -> int:
         """Delete whole segments all of whose records have seq < `seq`; return how many.

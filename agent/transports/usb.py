@@ -17,7 +17,7 @@ import array
 import errno
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import usb.core
 import usb.util
@@ -87,7 +87,10 @@ class UsbTransport(Transport):
     def __init__(self, device: Any) -> None:
         self.slot = slot_name(device)
         self._dev = device
+        # pyusb reads only into an array.array, and always from its start.
         self._buf = array.array("B", bytes(_READ_SIZE))
+        self._view = memoryview(self._buf)
+        self._short: array.array[int] | None = None  # for a caller asking for less
         self._closed = False
         try:
             device.set_configuration()
@@ -110,16 +113,29 @@ class UsbTransport(Transport):
         return int(ep.bEndpointAddress)
 
     def read(self, max_bytes: int, timeout: float) -> bytes:
+        """Up to ``max_bytes`` bytes, as a view of this transport's read buffer.
+
+        No copy and no allocation per read: copying each read out into a new ``bytes`` cost
+        the agent 0.15 CPU seconds per GiB (measured, 1 MiB reads). The view is valid until
+        the next ``read``, which is how the channel uses it: the connection reads it in place
+        until it needs more data (``Connection.receive_data``). ``Transport.read`` promises
+        ``bytes``; a memoryview has everything the channel uses of it (len, truth, the buffer
+        protocol), hence the cast.
+        """
         buf = self._buf
+        view = self._view
         if max_bytes < len(buf):
-            buf = array.array("B", bytes(max_bytes))
+            if self._short is None or len(self._short) != max_bytes:
+                self._short = array.array("B", bytes(max_bytes))
+            buf = self._short
+            view = memoryview(buf)
         try:
             n = self._dev.read(self._ep_in, buf, max(1, int(timeout * 1000)))
         except usb.core.USBTimeoutError:
             return b""
         except usb.core.USBError as exc:
             raise _translate(self.slot, exc) from None
-        return memoryview(buf)[:n].tobytes()
+        return cast(bytes, view[:n])
 
     def write(self, data: bytes) -> None:
         try:

@@ -10,7 +10,7 @@ import pytest
 from camsim.clock import CameraClock, ClockAnchor
 from camsim.errors import ConfigError
 from camsim.eventlog import EventLog, parse_log_event
-from camsim.faults import parse_faults
+from camsim.faults import ClockJump, parse_faults
 from camsim.keys import load_or_create_key
 from camsim.line import LineFaults, LineShaper, LineState
 from camsim.recordings import GENERATED_BLOCK, GeneratedSource, parse_recording_ref, parse_size
@@ -132,6 +132,11 @@ def test_size_and_spec_parsers() -> None:
     assert faults.wrong_key and str(faults.corrupt_chunks[0]) == "1:2"
     assert faults.bad_signatures[0].recording.recording_id == bytes([0xCD] * 16)
     assert faults.line == LineFaults(unplug_after_bytes=0, garbage_every=1024)
+    assert parse_faults(["clock-jump=-3600@2"]).clock_jump == ClockJump(-3600.0, 2)
+    assert parse_faults(["clock-jump=5"]).clock_jump == ClockJump(5.0, 1)
+    for bad in ("clock-jump=x", "clock-jump=0@1", "clock-jump=1@0", "clock-jump=inf"):
+        with pytest.raises(ConfigError):
+            parse_faults([bad])
     inj = parse_log_event("Battery_Empty@-3600:0")
     assert (inj.kind, inj.offset_ms, inj.recording) == (
         EventKind.BATTERY_EMPTY, -3_600_000, parse_recording_ref("0"))

@@ -21,6 +21,8 @@ the dock's prefix as it crosses the broker. Each documented example is provoked 
   is lost), so the session's offload raises ``CorruptStoreError``, which no session handles;
 * ``usb_unavailable``: run 0 names a USB camera id but a simulated bus directory that does not
   exist, so the backend cannot load (serial cameras are served regardless);
+* ``camera_clock_jump``: a camera whose clock jumps back an hour right after its first status
+  reading (camsim ``--fault clock-jump=-3600@1``) is caught at the next one;
 * ``storage_low`` / ``storage_ok``: in run 1 the footage store is a 3 MiB tmpfs holding a ballast
   file, with a 1 MiB reserve; the newcomer's offload pauses, and deleting the ballast (space
   returns) resumes it;
@@ -291,7 +293,8 @@ def _scenario(e2e: Harness, broker: Mosquitto, wires: list[Wire],
     staller = e2e.camera("staller", start=False)
     crasher = e2e.camera("crasher", media=make_media([64 * K]), start=False)
     gapper = e2e.camera("gapper", media={}, start=False)  # records while handed out, below
-    for cam in (ready, late, stranger, impostor, staller, crasher, gapper):
+    jumper = e2e.camera("jumper", start=False)  # its clock jumps back an hour while docked
+    for cam in (ready, late, stranger, impostor, staller, crasher, gapper, jumper):
         cam.create_key()
     console_key = Ed25519PrivateKey.generate()
     console_pub = e2e.root / "console.pub"
@@ -301,13 +304,14 @@ def _scenario(e2e: Harness, broker: Mosquitto, wires: list[Wire],
         "usb_backend": f"camsim:{e2e.root / 'no-such-usb-bus'}",
         "console_public_keys": [console_pub],
         "compliance": {"gap_threshold_s": GAP_THRESHOLD_S}})
-    agent.enroll(ready, late, impostor, staller, crasher, gapper)
+    agent.enroll(ready, late, impostor, staller, crasher, gapper, jumper)
     _seed_lost_data_key(agent.state_dir, crasher.rid("clip-00.mp4"))
     for cam in (ready, stranger, crasher, gapper):
         cam.start()
     late.start("corrupt-chunk=1:0")
     impostor.start("wrong-key")
     staller.start("stall-after-bytes=400")  # in the clock sync, after AUTH
+    jumper.start("clock-jump=-3600@1")  # right after its first status reading
 
     wire = Wire(broker, agent.prefix, "wire", retain_as_published=True)
     wires.append(wire)
@@ -329,6 +333,7 @@ def _scenario(e2e: Harness, broker: Mosquitto, wires: list[Wire],
                                         and r.payload["details"]["slot"] == str(crasher.port)),
                   "event session_crashed from the crasher's slot")
     _wait(e2e, wire, _status(stranger, docked=False), "the stranger's refused status")
+    _wait(e2e, wire, _event("camera_clock_jump", jumper), "event camera_clock_jump")
     manifest = _wait(e2e, wire, lambda r: (r.suffix == "manifests" and r.payload.get(
         "recording_id") == late.rid("clip-00.mp4")), "the late recording's manifest")
     _wait(e2e, wire, _record("recording", late, manifest_id=manifest.payload["manifest_id"]),
@@ -396,7 +401,7 @@ def _scenario(e2e: Harness, broker: Mosquitto, wires: list[Wire],
     _wait(e2e, wire, _state("offline"), "offline on a clean stop", since=stopped)
 
     # -- run 1: enrollment = "trust-on-first-use", then kill -9 -------------------------------
-    for cam in (late, stranger, impostor, staller, crasher, gapper):
+    for cam in (late, stranger, impostor, staller, crasher, gapper, jumper):
         cam.stop()
     # The idle camera left during run 0: as if it had stayed out for two days since.
     state = ComplianceState(agent.state_dir / "compliance.json")

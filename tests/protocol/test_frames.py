@@ -12,6 +12,7 @@ import pytest
 
 from firmware_protocol.errors import ErrorCode, LocalProtocolError
 from firmware_protocol.frames import (
+    DIRECT_MIN,
     HEADER_SIZE,
     INITIAL_MAX_PAYLOAD,
     MAGIC,
@@ -59,17 +60,20 @@ def coalesce(items: list[Item]) -> list[Item]:
 
 def decode_all_ways(data: bytes, max_payload: int = INITIAL_MAX_PAYLOAD) -> list[Item]:
     """Decode ``data`` fed (a) whole, (b) split in two at every position and (c) one byte at a
-    time; assert every feeding yields the same events and leaves the same bytes buffered."""
+    time, each with frames assembled in place from any size on (``direct_min=1``, so every
+    incomplete frame is) and as usual; assert every feeding yields the same events and leaves
+    the same bytes buffered."""
     outcomes: dict[str, tuple[list[Item], int]] = {}
     for name, feeds in feedings(data):
-        decoder = FrameDecoder(max_payload)
-        items: list[Item] = []
-        for piece in feeds:
-            decoder.feed(piece)
-            while (item := decoder.next()) is not None:
-                items.append(item)
-        outcomes[name] = (coalesce(items), decoder.buffered)
-    whole = outcomes["whole"]
+        for direct_min in (DIRECT_MIN, 1):
+            decoder = FrameDecoder(max_payload, direct_min=direct_min)
+            items: list[Item] = []
+            for piece in feeds:
+                decoder.feed(piece)
+                while (item := decoder.next()) is not None:
+                    items.append(item)
+            outcomes[f"{name}, direct_min={direct_min}"] = (coalesce(items), decoder.buffered)
+    whole = outcomes[f"whole, direct_min={DIRECT_MIN}"]
     differing = {name: got for name, got in outcomes.items() if got != whole}
     assert not differing, f"whole feed gave {whole}, but {differing}"
     return whole[0]
@@ -430,3 +434,40 @@ def test_buffer_stays_within_one_frame_plus_the_last_feed() -> None:
             frames += isinstance(item, Frame)
         assert decoder.buffered < limit
     assert frames == 60
+
+
+def test_a_large_frame_is_assembled_in_a_buffer_of_its_own() -> None:
+    """A chunk-sized frame read in pieces into one reused buffer: its payload comes out as a
+    read-only view that later reads do not touch, and the decoder never holds a second copy."""
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    data = encode_frame(0x0F, 7, payload, len(payload)) + A
+    decoder = FrameDecoder(len(payload))
+    read_buffer = bytearray(300_000)
+    got: list[Item] = []
+    for start in range(0, len(data), len(read_buffer)):
+        piece = data[start : start + len(read_buffer)]
+        read_buffer[: len(piece)] = piece
+        decoder.feed(memoryview(read_buffer)[: len(piece)])
+        while (item := decoder.next()) is not None:
+            got.append(item)
+        assert decoder.buffered <= HEADER_SIZE + len(payload)
+        assert len(decoder._buf) <= HEADER_SIZE + INITIAL_MAX_PAYLOAD + TRAILER_SIZE
+        read_buffer[:] = bytes(len(read_buffer))
+    assert got == [Frame(0x0F, 7, payload), FRAME_A]
+    big = got[0]
+    assert isinstance(big, Frame) and isinstance(big.payload, memoryview)
+    assert big.payload.readonly
+    assert decoder.buffered == 0
+
+
+def test_a_bad_crc_on_a_frame_assembled_in_place_resumes_past_its_marker() -> None:
+    outer = bytearray(encode_frame(0x0F, 8, bytes(DIRECT_MIN) + A, 2 * DIRECT_MIN))
+    outer[-1] ^= 0xFF
+    items = []
+    decoder = FrameDecoder(2 * DIRECT_MIN)
+    for piece in (bytes(outer[:100]), bytes(outer[100:]) + B):
+        decoder.feed(piece)
+        while (item := decoder.next()) is not None:
+            items.append(item)
+    assert summary(coalesce(items)) == [(BAD_CRC, 1), (GARBAGE, HEADER_SIZE - 1 + DIRECT_MIN),
+                                        FRAME_A, (GARBAGE, TRAILER_SIZE), FRAME_B]

@@ -488,3 +488,45 @@ def test_decoder_recovers_every_frame_not_overlapped_by_garbage(
     assert all(f in good or f in cut_short for f in frames)
     consumed = sum(len(encoded(f)) for f in frames)
     assert consumed + skipped + decoder.buffered == len(stream)  # every byte accounted for
+
+
+def _decode_through(decoder: FrameDecoder, pieces: list[bytes], *, reuse: bool
+                    ) -> tuple[list[tuple[int, int, bytes] | FrameError], int]:
+    """Everything the decoder yields for ``pieces``. With ``reuse``, every piece is fed from one
+    buffer that is overwritten as soon as ``next`` asked for more, as a transport reading into
+    one preallocated buffer does. Frames are compared only at the end, so a payload that still
+    pointed into that buffer would show up as changed."""
+    buffer = bytearray(max((len(p) for p in pieces), default=0))
+    got: list[Frame | FrameError] = []
+    for piece in pieces:
+        if reuse:
+            buffer[: len(piece)] = piece
+            decoder.feed(memoryview(buffer)[: len(piece)])
+        else:
+            decoder.feed(piece)
+        while (item := decoder.next()) is not None:
+            got.append(item)
+        if reuse:
+            buffer[:] = b"\xb7" * len(buffer)  # the next read lands here
+    return ([(f.type, f.seq, bytes(f.payload)) if isinstance(f, Frame) else f for f in got],
+            decoder.buffered)
+
+
+@settings(max_examples=1_000, deadline=None)
+@given(case=frames_among_garbage(), reads=READS, reuse=st.booleans())
+def test_assembling_frames_in_place_changes_no_event(
+    case: tuple[bytes, list[Frame], list[Frame]], reads: list[int], reuse: bool
+) -> None:
+    """A frame assembled in its own buffer (``direct_min``) decodes exactly as one buffered
+    whole: same frames, same errors and skipped counts, same bytes left buffered, whatever the
+    read sizes, even when the caller reuses its read buffer and the payload buffers it hands
+    the decoder (``allocate``) are larger than the payload and not blank."""
+    stream = case[0] + bytes(HEADER_SIZE + DECODER_MAX + TRAILER_SIZE)
+    pieces = cut(stream, reads)
+    reference = _decode_through(FrameDecoder(DECODER_MAX, direct_min=DECODER_MAX + 1), pieces,
+                                reuse=False)
+    decoder = FrameDecoder(DECODER_MAX, direct_min=1)
+    if reuse:  # and payload buffers larger than asked for, holding an earlier frame's bytes
+        decoder.allocate = lambda n: bytearray(b"\xb7\xc3" * (n // 2 + 5))
+    in_place = _decode_through(decoder, pieces, reuse=reuse)
+    assert in_place == reference
