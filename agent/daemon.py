@@ -149,11 +149,24 @@ class Agent:
     def _requeue_unpublished(self) -> None:
         """Finish the step a crash may have cut: recording finalised, manifest not queued."""
         for manifest_id, rid in self.registry.unpublished():
-            stored = self.store.stored(rid)
-            manifest = stored.manifest if stored else None
-            if manifest is not None and manifest.get("manifest_id") == manifest_id:
-                self.outbox.put("manifest", self.topics.manifests, manifest, manifest_id)
-            self.registry.mark_published(manifest_id)
+            self.finish_stored(manifest_id, rid)
+
+    def finish_stored(self, manifest_id: str, recording_id: bytes) -> bool:
+        """Finish a recording a session finalised but could not see through (it died, or an
+        I/O error hit right after the move into ``recordings/``): its compliance record if it
+        lacks one, then its manifest into the outbox. Forgets the entry either way; returns
+        whether the recording is stored (else its next offload finalises it again)."""
+        stored = self.store.stored(recording_id)
+        manifest = stored.manifest if stored else None
+        done = manifest is not None and manifest.get("manifest_id") == manifest_id
+        if done:
+            assert manifest is not None
+            self.compliance.recording_stored_once(manifest)
+            self.outbox.put("manifest", self.topics.manifests, manifest, manifest_id)
+            log.info("recording %s: finished an interrupted finalisation", recording_id.hex())
+        self.registry.mark_published(manifest_id)
+        self.publisher.poke()
+        return done
 
     def _make_link(self) -> MqttLink:
         cfg = self.config

@@ -126,6 +126,8 @@ class SessionHost(Protocol):
 
     def manifest_acknowledged(self, manifest_id: str) -> bool: ...
 
+    def finish_stored(self, manifest_id: str, recording_id: bytes) -> bool: ...
+
     def record_step(self, session_id: str, step: str, details: dict[str, Any]) -> None: ...
 
     def wait_for_space(self, size: int, while_waiting: Callable[[], None] = ...) -> None: ...
@@ -258,6 +260,9 @@ class _Session:
                     identity.camera_uid, load_public_key(identity.public_key),
                     officer_id=identity.officer_id or None, by="trust-on-first-use")
                 self.step("enrolled", by="trust-on-first-use")
+                self.host.compliance.audit.append(
+                    "enroll", "daemon", camera_uid=identity.camera_uid.hex(),
+                    officer_id=identity.officer_id or None, by="trust-on-first-use")
                 self.host.event("enrolled", self.uid, {"by": "trust-on-first-use", **info})
             else:
                 self.may_report = True
@@ -286,6 +291,7 @@ class _Session:
         self.docked = d
         d.listing = self._list()
         self._publish_readiness(d, announce=True)
+        self._finish_interrupted(d)
         self._offload(d)
         if self.host.stopping.is_set():
             return
@@ -501,8 +507,10 @@ class _Session:
             ), self.host.signing_key)
             self.host.registry.mark_unpublished(manifest["manifest_id"], rid)
             partial.finalise(result.seal_message, result.seal_signature, manifest)
-        self.host.queue_manifest(manifest, rid)
+        # The record before the manifest leaves `unpublished`: a crash between the two is
+        # finished by `finish_stored`, which writes the record only if it is missing.
         self.host.compliance.recording_stored(manifest)
+        self.host.queue_manifest(manifest, rid)
         self.step("stored", recording_id=rid.hex(), manifest_id=manifest["manifest_id"],
                   fetched=result.fetched_bytes)
         if manifest["offload_delay_s"] > LATE_OFFLOAD_S:
@@ -510,6 +518,17 @@ class _Session:
                 "recording_id": rid.hex(), "manifest_id": manifest["manifest_id"],
                 "ended_at": manifest["ended_at"], "stored_at": manifest["stored_at"],
                 "offload_delay_s": manifest["offload_delay_s"], "slot": self.transport.slot})
+
+    def _finish_interrupted(self, d: _Docked) -> None:
+        """This camera's recordings that an earlier session stored but could not finish (an
+        I/O error right after the move into ``recordings/``) are finished now, not only at the
+        agent's next start: until then they are neither published nor ever released."""
+        mine = {info.recording_id for info in d.listing}
+        for manifest_id, rid in self.host.registry.unpublished():
+            if rid in mine and self.host.store.is_stored(rid) and self.host.finish_stored(
+                    manifest_id, rid):
+                self.step("stored", recording_id=rid.hex(), manifest_id=manifest_id,
+                          fetched=0, finished_late=True)
 
     def _quarantine(self, d: _Docked, rid: bytes, exc: IntegrityError) -> None:
         where = self.host.store.quarantine(rid, str(exc))

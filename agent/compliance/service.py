@@ -182,6 +182,18 @@ class Compliance:
                                     offload_delay_s=manifest["offload_delay_s"])
         return rec
 
+    def recording_stored_once(self, manifest: dict[str, Any]) -> None:
+        """`recording_stored`, unless its record is already written: recovery calls this for a
+        recording whose session died between storing it and queueing its manifest, which may
+        be before or after the record. The record is written after the manifest's
+        ``stored_at``, so only the months since (a day's margin for a clock step) are read."""
+        since = parse_timestamp(manifest["stored_at"]) - 86_400_000
+        for rec in self.records.read_range(since, max(self._clock(), since),
+                                           types=("recording",)):
+            if rec.get("manifest_id") == manifest["manifest_id"]:
+                return
+        self.recording_stored(manifest)
+
     def readiness_failure(self, camera_uid: bytes, *, slot: str, reasons: Sequence[str]) -> None:
         self.records.append("readiness_failure", camera_uid=camera_uid.hex(),
                             officer_id=self._officer(camera_uid), slot=slot,

@@ -60,4 +60,4 @@ def test_watch_once_json_shows_a_low_battery_camera(e2e: Harness, mosquitto: Mos
                  "a redraw with the camera away")
     finally:
         live.send_signal(signal.SIGINT)
-        assert live.wait(10) == 0
+        assert live.wait(60) == 0  # a loaded CI machine: stopping paho takes a moment

@@ -9,7 +9,7 @@ import itertools
 import zlib
 from collections.abc import Callable
 
-from hypothesis import HealthCheck, currently_in_test_context, event, given, settings
+from hypothesis import HealthCheck, assume, currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 
 from firmware_protocol import messages as m
@@ -439,6 +439,7 @@ def frames_among_garbage(draw: st.DrawFn) -> tuple[bytes, list[Frame], list[Fram
     parts: list[bytes] = []
     good: list[Frame] = []
     cut_short: list[Frame] = []
+    truncated: list[tuple[int, bytes]] = []  # where each truncated frame starts, whole
     for _ in range(draw(st.integers(0, 8))):
         kind = draw(st.sampled_from(["frame", "frame", "noise", "oversized", "truncated"]))
         if kind == "frame":
@@ -459,8 +460,13 @@ def frames_among_garbage(draw: st.DrawFn) -> tuple[bytes, list[Frame], list[Fram
                 # test_frames.py::test_a_frame_cut_right_after_its_header_does_not_swallow_...
                 cut += 1
             cut_short.append(f)
+            truncated.append((sum(map(len, parts)), data))
             parts.append(data[:cut])
-    return b"".join(parts), good, cut_short
+    stream = b"".join(parts)
+    # A frame cut inside its trailer is whole after all when the bytes after it happen to be
+    # the missing ones (1 in 256 for one byte): then it eats the next frame's start marker.
+    assume(all(stream[at : at + len(whole)] != whole for at, whole in truncated))
+    return stream, good, cut_short
 
 
 @settings(max_examples=1_500, deadline=None)

@@ -1,0 +1,1 @@
+"""The OS-boundary fault shim loaded into the agent subprocess (see bwc_fault_shim.py)."""
