@@ -11,9 +11,11 @@ and exits.
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import Any, TextIO
 
 from .fleet import Fleet, watch_filters
@@ -88,6 +90,10 @@ def render_table(snapshot: dict[str, Any]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def _quiet_wait(last_message: Callable[[], float], quiet: float, deadline: float) -> None:
     while time.monotonic() < deadline:
         idle = time.monotonic() - last_message()
@@ -119,6 +125,11 @@ def run_watch(broker: str, unit: str | None, out: TextIO, *, once: bool, as_json
             out.flush()
             return 0
         clear = _CLEAR if out.isatty() else "\n"
+        # Ctrl-C and SIGTERM end the live view cleanly even when started with SIGINT ignored
+        # (a background job of a non-interactive shell inherits that, and Python then keeps
+        # it ignored instead of raising KeyboardInterrupt).
+        signal.signal(signal.SIGINT, _interrupt)
+        signal.signal(signal.SIGTERM, _interrupt)
         changed.set()
         while True:
             changed.wait()
