@@ -74,7 +74,7 @@ class Campaign:
     summary: Summary
     rng: random.Random
     power_loss: bool = False
-    pending_floor: int = 3  # keep at least this many unreleased recordings on each camera
+    pending_floor: int = 3  # keep at least this many recordings to offload on each camera
     how: Counter[str] = field(default_factory=Counter)
     log: list[dict[str, Any]] = field(default_factory=list)
     _media_seq: int = 0

@@ -143,8 +143,12 @@ class IoRig:
 
         # Recovery: the fault is gone. First the next docking (re-plug), then a restart.
         out["recovery"] = "none"
-        if reaction != "completed":
-            if self.agent.running and not STICKY[errno]:
+        # A read-only filesystem stays read-only until someone repairs it and restarts the
+        # agent, even when it came too late to stop this docking (or comes later still).
+        if STICKY[errno]:
+            out["recovery"] = "restart"
+        elif reaction != "completed":
+            if self.agent.running:
                 crashes = self.crashes()
                 self.cam.stop()
                 self.cam.start()
@@ -155,14 +159,20 @@ class IoRig:
                 out["recovery"] = "docking" if second == "completed" else "restart"
             else:
                 out["recovery"] = "restart"
-            if out["recovery"] == "restart":
-                self.agent.stop()
-                self.cam.stop()
-                self.agent.start(shim={"shadow": True})
-                self.cam.start()
-                self.h.wait(lambda: self.complete(rid), "completion after a restart",
-                            _REACTION_S)
+        if out["recovery"] == "restart":
+            self.agent.stop()
+            self.cam.stop()
+            self.agent.start(shim={"shadow": True})
+            self.cam.start()
+            self.h.wait(lambda: self.complete(rid), "completion after a restart", _REACTION_S)
         self.h.wait(self.outbox_empty, "the outbox drained after recovery", _REACTION_S)
+        if not out["fired"]:  # it may have come after the docking's end
+            fired = [e for e in self.agent.shim_events(fault_run) if e["what"] == "fault"]
+            out["fired"] = bool(fired)
+            if fired:
+                out["path"], out["phase"] = fired[0]["path"], classify_phase(fired[0]["path"])
+            elif out["recovery"] == "restart":
+                out["recovery"] = "none"
         new_events = self.console.snapshot()["events"][events_before:]
         out["alerts"] = sorted({e["event"] for e in new_events
                                 if e["event"] in ("session_crashed", "storage_low")})
