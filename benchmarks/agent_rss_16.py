@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import sys
 import time
@@ -93,24 +92,6 @@ class Dock:
                                 "--max-payload", str(SERIAL_CHUNK + 64)],
                                key=key, state_dir=self.work / f"{key.stem}-state"))
         return cams
-
-
-class Console(Observer):
-    """The console stand-in. Ledger records go through the same durable outbox as manifests
-    and events and are delivered in order (docs/mqtt.md), so one left unacknowledged holds
-    back every manifest queued after it: from the first soak cycle on, nothing would be
-    released. Acknowledge them too (``Observer`` acknowledges manifests and events only)."""
-
-    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        super()._on_message(client, userdata, msg)
-        try:
-            payload = json.loads(msg.payload)
-        except ValueError:
-            return
-        if isinstance(payload, dict) and payload.get("type") == "ledger" and payload.get("id"):
-            acks = msg.topic.rsplit("/", 1)[0] + "/acks"
-            self.client.publish(acks, json.dumps({"type": "ack", "schema": 1,
-                                                  "ids": [payload["id"]]}), qos=1)
 
 
 def _latest_status(observer: Observer, since: float) -> dict[str, dict[str, Any]]:
@@ -197,7 +178,7 @@ def main() -> int:
         for key, uid in dock.uids.items():
             enroll(config, uid, key, f"OF-{key.stem}")
         uids = list(dock.uids.values())
-        observer = Console(port, ack=True)
+        observer = Observer(port, ack=True)
         stack.callback(observer.close)
         agent, proc, _log = start_agent(stack, work, config)
         sampler = RssSampler(proc)
