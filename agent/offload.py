@@ -166,7 +166,8 @@ class _ChunkVerifier:
         else:
             if self._buf is None:
                 self._buf = self.buffer = self._buffers.take(size)
-            self._buf[self._filled : self._filled + n] = data
+            with memoryview(self._buf) as dst:
+                dst[self._filled : self._filled + n] = data  # one copy (see frames.py)
             if isinstance(data, memoryview) and isinstance(data.obj, bytearray):
                 # A frame's payload from the pool, copied now: its buffer takes the next frame.
                 self._buffers.give(data.obj)

@@ -27,6 +27,7 @@ from .frames import (
     FrameError,
     FrameErrorKind,
     encode_frame,
+    payload_buffer,
 )
 
 __all__ = [
@@ -143,9 +144,10 @@ class Connection:
 
     def set_payload_allocator(self, allocate: Callable[[int], bytearray] | None) -> None:
         """Where large payloads are assembled: ``allocate(n)`` returns a bytearray of at least
-        ``n`` bytes that nothing else uses (see ``FrameDecoder``); ``None``, a new one each.
-        A receiver that is done with a payload can so have its buffer used again."""
-        self._decoder.allocate = allocate or bytearray
+        ``n`` bytes that nothing else uses (see ``FrameDecoder``); ``None``, a new one each
+        (``payload_buffer``). A receiver that is done with a payload can so have its buffer
+        used again."""
+        self._decoder.allocate = allocate or payload_buffer
 
     def next_event(self) -> Event | NeedData:
         if self._error is not None:

@@ -40,6 +40,7 @@ __all__ = [
     "FrameError",
     "FrameErrorKind",
     "encode_frame",
+    "payload_buffer",
 ]
 
 MAGIC = b"\xb7\xc3"
@@ -53,6 +54,9 @@ ABS_MAX_PAYLOAD = 16 * 1024 * 1024
 DIRECT_MIN = 16 * 1024
 # What the decoder's own buffer may keep of its capacity once drained.
 _KEEP_BUFFER = 64 * 1024
+# Copies into a bytearray go through a memoryview of it: ``buf[a:b] = view`` makes CPython turn
+# ``view`` into a new bytearray first (a second copy and a frame-sized temporary per read),
+# while a memoryview's slice assignment is one memmove, overlapping ranges included.
 
 _HEAD = struct.Struct(">2sBBHI")  # the 10 bytes covered by hcrc
 _U32 = struct.Struct(">I")
@@ -110,7 +114,7 @@ class FrameDecoder:
     default a new one), the body bytes already here are moved into it and later feeds are copied
     straight there, and that buffer becomes the frame's payload, never touched by the decoder
     again. Each byte of a chunk is thus copied once, and the decoder holds at most one frame plus
-    the last feed.
+    the last feed. If the frame fails its CRC, the decoder keeps the buffer and hunts through it.
     """
 
     def __init__(self, max_payload: int = INITIAL_MAX_PAYLOAD, *,
@@ -128,9 +132,14 @@ class FrameDecoder:
         self._body: bytearray | None = None
         self._length = 0
         self._filled = 0
+        # After a frame assembled in place failed its CRC, its body is hunted through as _buf;
+        # what followed it waits here (so _buf never grows, see _fail_in_place), and _carry
+        # counts the failed header's bytes already skipped, reported with the next GARBAGE.
+        self._tail: bytes | None = None
+        self._carry = 0
         self.max_payload = max_payload
         self.direct_min = direct_min
-        self.allocate: Callable[[int], bytearray] = bytearray
+        self.allocate: Callable[[int], bytearray] = payload_buffer
 
     @property
     def buffered(self) -> int:
@@ -139,18 +148,21 @@ class FrameDecoder:
             n += len(self._ext) - self._xpos
         if self._body is not None:
             n += HEADER_SIZE + self._filled
+        if self._tail is not None:
+            n += len(self._tail)
         return n
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         if not len(data):
             return
+        self._take_tail()  # only ever pending inside next(); fed data comes after it
         view = memoryview(data).cast("B")
         body = self._body
         if body is not None and self._filled < self._length:
             # The rest of a frame being assembled in place goes straight to its payload.
             k = min(len(view), self._length - self._filled)
-            with view[:k] as part:
-                body[self._filled : self._filled + k] = part
+            with view[:k] as part, memoryview(body) as dst:
+                dst[self._filled : self._filled + k] = part
             self._filled += k
             if k == len(view):
                 view.release()
@@ -177,13 +189,14 @@ class FrameDecoder:
         else:
             src, pos, end = self._buf, self._pos, self._end
         if end - pos < 2 and (end == pos or src[pos] == 0xB7):
-            self._need_more()  # a lone byte is kept only if it may start a marker
-            return None
+            # a lone byte is kept only if it may start a marker
+            return self.next() if self._need_more() else None
         if src[pos] != 0xB7 or src[pos + 1] != 0xC3:
             return self._hunt()
+        if self._carry:
+            return self._garbage(0)
         if end - pos < HEADER_SIZE:
-            self._need_more()
-            return None
+            return self.next() if self._need_more() else None
         _, version, msg_type, seq, length = _HEAD.unpack_from(src, pos)
         with memoryview(src) as view:
             hcrc_ok = zlib.crc32(view[pos : pos + 10]) == _U32.unpack_from(src, pos + 10)[0]
@@ -203,9 +216,8 @@ class FrameDecoder:
         if end - pos < total:
             if length >= self.direct_min and end - body < length:
                 self._assemble_in_place(src, pos, end, length)
-                return None
-            self._need_more()
-            return None
+                return self._finish_in_place()
+            return self.next() if self._need_more() else None
         with memoryview(src) as view:
             payload_view = view[body : body + length]
             head_crc = zlib.crc32(view[pos:body])
@@ -224,7 +236,8 @@ class FrameDecoder:
     def discard(self) -> None:
         """Drop everything buffered (the dock abandoned the reply it belonged to)."""
         self._release_ext()
-        self._body = None
+        self._body = self._tail = None
+        self._carry = 0
         self._pos = self._end = 0
 
     # -- internals ---------------------------------------------------------------------------
@@ -238,20 +251,43 @@ class FrameDecoder:
             # Keep a trailing 0xB7: it may be the first half of a marker.
             keep = 1 if buf[end - 1] == 0xB7 else 0
             self._consume(end - keep)
-            return FrameError(FrameErrorKind.GARBAGE, end - keep - pos)
+            if self._tail is not None:  # one run of garbage, one event, as if never split
+                self._carry += end - keep - pos
+                self._take_tail()
+                return self._hunt()
+            return self._garbage(end - keep - pos)
         self._consume(found)
-        return FrameError(FrameErrorKind.GARBAGE, found - pos)
+        return self._garbage(found - pos)
+
+    def _garbage(self, skipped: int) -> FrameError:
+        skipped, self._carry = skipped + self._carry, 0
+        return FrameError(FrameErrorKind.GARBAGE, skipped)
 
     def _assemble_in_place(self, src: bytearray | memoryview, pos: int, end: int,
                            length: int) -> None:
         body_at = pos + HEADER_SIZE
-        body = self.allocate(length)
+        have = end - body_at
         with memoryview(src) as view:
             self._head = bytes(view[pos:body_at])
-            body[: end - body_at] = view[body_at:end]
-        self._body, self._length, self._filled = body, length, end - body_at
-        self._advance(end)
-        self._shrink()  # what _buf held is in the body now: its grown capacity must not stay
+        if src is self._buf and len(self._buf) > _KEEP_BUFFER:
+            # _buf grew (a failed frame's body, a burst hunted through) and holds the start of
+            # this body: it becomes the body rather than be kept beside a second one.
+            body = self._buf
+            with memoryview(body) as view:
+                view[:have] = view[body_at:end]  # memmove
+            self._buf = bytearray(HEADER_SIZE + INITIAL_MAX_PAYLOAD + TRAILER_SIZE)
+            self._pos = self._end = 0
+            _resize(body, length)
+        else:
+            body = self.allocate(length)
+            with memoryview(src) as view, memoryview(body) as dst:
+                dst[:have] = view[body_at:end]
+            self._advance(end)
+            self._shrink()  # what _buf held is in the body now: its grown capacity must go
+        self._body, self._length, self._filled = body, length, have
+        tail, self._tail = self._tail, None
+        if tail:
+            self.feed(tail)
 
     def _finish_in_place(self) -> Frame | FrameError | None:
         body = self._body
@@ -265,8 +301,7 @@ class FrameDecoder:
         else:
             src, pos, end = self._buf, self._pos, self._end
         if end - pos < TRAILER_SIZE:
-            self._need_more()
-            return None
+            return self._finish_in_place() if self._need_more() else None
         head = self._head
         _, _, msg_type, seq, _ = _HEAD.unpack_from(head)
         self._body = None
@@ -274,22 +309,46 @@ class FrameDecoder:
         if zlib.crc32(payload, zlib.crc32(head)) == _U32.unpack_from(src, pos)[0]:
             self._advance(pos + TRAILER_SIZE)
             return Frame(msg_type, seq, payload)
-        # As for a frame decoded whole: resume just past this marker, so everything after it
-        # (the body included) is hunted through again.
-        with memoryview(src) as view, view[pos:end] as after:
-            rest = bytes(after)
-        self._advance(end)
-        self._append(head[1:])
-        self._append(payload)
         payload.release()
-        self._append(rest)
+        self._fail_in_place(head, body, src, pos, end)
         return FrameError(FrameErrorKind.BAD_CRC, 1, f"type {msg_type} seq {seq}", seq)
 
-    def _need_more(self) -> None:
-        """``next`` is out of data: keep what is left of the last feed, which the caller may
-        now reuse."""
+    def _fail_in_place(self, head: bytes, body: bytearray, src: bytearray | memoryview,
+                       pos: int, end: int) -> None:
+        """As for a frame decoded whole, hunt on from just past its marker: through the rest of
+        its header, its body and what followed.
+
+        The body's buffer becomes _buf (it was never handed out), so the failed frame is not
+        held twice. It never grows: a frame-sized bytearray grown by a few bytes over-allocates
+        an eighth. So the header's bytes are skipped (counted in _carry) unless a start marker
+        hides in them, and what followed the body waits in _tail until _buf runs dry.
+        """
+        with memoryview(src) as view, view[pos:end] as after:
+            tail = bytes(after)  # the trailer and the rest of one read: the caller reuses it
+        self._advance(end)
+        del body[self._length :]
+        with memoryview(body) as view, view[:1] as first:
+            hidden = (head[1:] + first).find(MAGIC)
+        if hidden >= 0:
+            body[:0] = head[1 + hidden :]  # only a crafted header hides a marker
+        self._carry = hidden if hidden >= 0 else HEADER_SIZE - 1
+        self._buf, self._pos, self._end = body, 0, len(body)
+        self._tail = tail or None
+
+    def _need_more(self) -> bool:
+        """``next`` is out of _buf. True when the tail was moved in (``next`` goes on);
+        otherwise keep what is left of the last feed, which the caller may now reuse."""
+        if self._tail is not None:
+            self._take_tail()
+            return True
         self._spill()
         self._shrink()
+        return False
+
+    def _take_tail(self) -> None:
+        tail, self._tail = self._tail, None
+        if tail:
+            self._append(tail)
 
     def _shrink(self) -> None:
         if self._pos == self._end and len(self._buf) > _KEEP_BUFFER:
@@ -318,14 +377,15 @@ class FrameDecoder:
             live = self._end - self._pos
             if self._pos:
                 with memoryview(buf) as view:
-                    buf[:live] = view[self._pos : self._end]  # memmove, no temporary copy
+                    view[:live] = view[self._pos : self._end]  # memmove
                 self._pos, self._end = 0, live
             if live + n > len(buf):
                 del buf[self._end :]  # grow by appending: no zero-filled temporary
                 buf += data
                 self._end += n
                 return
-        buf[self._end : self._end + n] = data
+        with memoryview(buf) as view:
+            view[self._end : self._end + n] = data
         self._end += n
 
     def _advance(self, new_pos: int) -> None:
@@ -342,3 +402,25 @@ class FrameDecoder:
             self._pos = self._end = 0
         else:
             self._pos = new_pos
+
+
+_ZEROS = bytes(64 * 1024)
+
+
+def _resize(buf: bytearray, size: int) -> None:
+    """Make ``buf`` exactly ``size`` bytes long in place: growing it in steps never allocates a
+    temporary as large as the growth."""
+    if len(buf) >= size:
+        del buf[size:]
+        return
+    while len(buf) < size:
+        buf += _ZEROS[: size - len(buf)]  # at most 64 KiB at a time
+
+
+def payload_buffer(size: int) -> bytearray:
+    """The default ``FrameDecoder.allocate``: ``size`` bytes with room for a header's more
+    behind them, so that hunting through a failed frame (which may put back up to 12 bytes of
+    its header in front) never reallocates, and so never over-allocates, a frame-sized buffer."""
+    buf = bytearray(size + HEADER_SIZE)
+    del buf[size:]  # a bytearray keeps its capacity when shortened by less than half
+    return buf
