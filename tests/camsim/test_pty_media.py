@@ -6,6 +6,8 @@ import os
 import random
 from pathlib import Path
 
+from firmware_protocol import messages as m
+from firmware_protocol.errors import ErrorCode
 from firmware_protocol.messages import EventKind
 from firmware_protocol.signing import Media
 
@@ -59,6 +61,26 @@ def test_media_dir_serves_file_bytes_unchanged(tmp_path: Path) -> None:
 
         assert host.release(listing[0].recording_id).freed_bytes == 700 * K
         assert (media / "a-0001.mp4").read_bytes() == files["a-0001.mp4"]  # never deleted
+
+
+def test_a_file_changed_since_signed_is_refused_not_served(tmp_path: Path) -> None:
+    original = random.Random(3).randbytes(300 * K)
+    media = _media(tmp_path, {"a-0001.mp4": original})
+    with running(tmp_path / "cam0", "--media-dir", media, "--chunk-size", str(64 * K)
+                 ) as cam, cam.host() as host:
+        host.hello()
+        assert host.authenticate(cam.public_key)
+        (rec,) = host.list_recordings()
+        assert isinstance(host.read_chunk(rec.recording_id, 0), ChunkRead)
+        # Same size, same mtime: only the content (and so the inode, as editors write) differs.
+        edited = media / "a-0001.mp4.new"
+        edited.write_bytes(bytes(b ^ 0xFF for b in original))
+        os.utime(edited, (MTIME_S, MTIME_S))
+        edited.replace(media / "a-0001.mp4")
+        refused = host.read_chunk(rec.recording_id, 1)
+        assert isinstance(refused, m.Error), refused
+        assert refused.code == ErrorCode.STORAGE_FAULT
+        assert "a-0001.mp4 changed since signed" in refused.message
 
 
 def test_a_gibibyte_recording_is_served_in_bounded_memory(tmp_path: Path) -> None:
