@@ -408,6 +408,14 @@ class FootageStore:
         done = []
         for recording_id in self.partials():
             directory = self._partial / recording_id.hex()
+            if self.is_stored(recording_id):
+                # move_durable makes recordings/ durable before partial/: on a filesystem that
+                # keeps renames atomic (ext4, xfs, btrfs) this cannot be. Which copy is whole is
+                # for an operator to tell; deleting either here could lose evidence.
+                raise CorruptStoreError(
+                    f"recording {recording_id.hex()} is both stored and partial: a move was "
+                    f"torn; compare it with {self._recordings / recording_id.hex()} and remove "
+                    "the partial copy if the stored one verifies", path=directory)
             if recording_id in self._open or not (directory / _SEAL).exists():
                 continue
             info = RecordingInfo.load(directory)

@@ -197,3 +197,38 @@ def test_a_failed_fsync_is_cut_off_and_the_journal_carries_on(tmp_path: Path) ->
     from agent.store.journal import Journal
     with Journal(after / "j") as journal:
         assert [r["n"] for r in journal.read()] == ["a", "c"]
+
+
+def test_a_kill_inside_the_shadows_own_bookkeeping_keeps_a_rename_atomic(tmp_path: Path) -> None:
+    """The power cut is a kill -9 at any moment, also between the shadow's two listing writes
+    of one cross-directory rename (seen once in 120 power cuts): the rename must come out whole,
+    never in both directories (the agent then found a recording both partial and stored)."""
+    script = """
+        import os, sys
+        import bwc_fault_shim as shim
+        root = sys.argv[1]
+        def fsync_dir(path):
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+            os.fsync(fd)
+            os.close(fd)
+        for d in ("partial", "recordings"):
+            os.mkdir(os.path.join(root, d))
+        os.mkdir(os.path.join(root, "partial", "rec"))
+        fsync_dir(os.path.join(root, "partial"))
+        fsync_dir(root)
+        shadow = shim._shim.shadow
+        real_save = shadow._save_listing
+        def save_then_die(dir_id, listing):
+            real_save(dir_id, listing)
+            os.kill(os.getpid(), 9)  # after the first of the two listings
+        shadow._save_listing = save_then_die
+        os.rename(os.path.join(root, "partial", "rec"), os.path.join(root, "recordings", "rec"))
+        fsync_dir(os.path.join(root, "recordings"))
+    """
+    done = _run_under_shim(tmp_path, script, shadow=str(tmp_path / "shadow"))
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    assert (tmp_path / "shadow" / "pending.json").exists()
+    after = tmp_path / "after"
+    materialize(str(tmp_path / "shadow"), str(after))
+    assert sorted(p.name for p in (after / "recordings").iterdir()) == ["rec"]
+    assert list((after / "partial").iterdir()) == []

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import stat
 from pathlib import Path
 
@@ -346,6 +347,19 @@ def test_crash_between_seal_and_rename_is_recovered(tmp_path: Path) -> None:
     assert stored.manifest == {"v": 1}
     assert b"".join(stored.read_chunks()) == b"".join(_chunk(i) for i in range(5))
     assert reopened.partials() == [b"\x02" * 16]
+
+
+def test_a_recording_both_stored_and_partial_stops_recovery_for_an_operator(
+    tmp_path: Path
+) -> None:
+    store = _finalised(tmp_path)
+    # What a filesystem that does not keep renames atomic could leave after a power cut.
+    rid_hex = RID.hex()
+    shutil.copytree(store.store_dir / "recordings" / rid_hex, store.store_dir / "partial" / rid_hex)
+    with pytest.raises(CorruptStoreError, match="both stored and partial: a move was torn") as exc:
+        _store(tmp_path).recover()
+    assert exc.value.path == store.store_dir / "partial" / rid_hex
+    assert (store.store_dir / "recordings" / rid_hex).is_dir()  # nothing deleted
 
 
 def test_complete_partial_without_seal_is_finalisable_again(tmp_path: Path) -> None:

@@ -59,6 +59,7 @@ __all__ = ["ACTIVITY_SIZE", "CATEGORIES", "install_from_env", "materialize", "re
 
 ENV = "BWC_FAULT_SHIM"
 XATTR = "user.bwc-fault-shim"
+PENDING = "pending.json"  # see Shadow._save_listings
 CATEGORIES = ("write", "fsync", "rename", "open", "mkdir", "unlink", "truncate")
 MUTATING = frozenset(CATEGORIES) - {"open"}  # open counts as mutating only with write flags
 _RING = 32
@@ -163,6 +164,18 @@ class Shadow:
     def _save_listing(self, dir_id: str, listing: dict[str, list[Any]]) -> None:
         self._write_atomic(self._listing_path(dir_id), json.dumps(listing).encode())
 
+    def _save_listings(self, updates: dict[str, dict[str, list[Any]]]) -> None:
+        """Save several listings as one step. The power cut is a ``kill -9`` that may land
+        between two of these writes, and must not leave a rename durable in one directory only
+        (both or neither): the set is written first as ``pending.json``, which `materialize`
+        finishes applying if the kill came before it was removed."""
+        if len(updates) > 1:
+            self._write_atomic(os.path.join(self.dir, PENDING), json.dumps(updates).encode())
+        for dir_id, listing in updates.items():
+            self._save_listing(dir_id, listing)
+        if len(updates) > 1:
+            _real["unlink"](os.path.join(self.dir, PENDING))
+
     def _live_listing(self, path: str) -> dict[str, list[Any]]:
         listing: dict[str, list[Any]] = {}
         with os.scandir(path) as it:
@@ -247,25 +260,28 @@ class Shadow:
         with self._lock:
             if stat.S_ISDIR(st.st_mode):
                 listing = self._live_listing(path)
-                self._save_listing(file_id, listing)
-                self._settle_renames(file_id)
+                updates = {file_id: listing}
+                self._settle_renames(file_id, updates)
+                self._save_listings(updates)
             elif stat.S_ISREG(st.st_mode):
                 self._sync_file(fd, file_id, st.st_size)
 
-    def _settle_renames(self, dir_id: str) -> None:
+    def _settle_renames(self, dir_id: str, updates: dict[str, dict[str, list[Any]]]) -> None:
+        """Add to ``updates`` (the fsynced directory's new listing) the other side of every
+        pending rename into or out of it."""
         keep = []
         for src_dir, src_name, dst_dir, dst_name, entry in self._renames:
             if dir_id not in (src_dir, dst_dir):
                 keep.append((src_dir, src_name, dst_dir, dst_name, entry))
                 continue
             other = src_dir if dir_id == dst_dir else dst_dir
-            listing = self._load_listing(other)
+            listing = updates[other] if other in updates else self._load_listing(other)
             if other == src_dir:
                 if listing.get(src_name, [None, None])[1] == entry[1]:
                     del listing[src_name]
             else:
                 listing[dst_name] = entry
-            self._save_listing(other, listing)
+            updates[other] = listing
         self._renames = keep
 
     def _sync_file(self, fd: int, file_id: str, size: int) -> None:
@@ -314,6 +330,13 @@ def materialize(shadow_dir: str, dest: str) -> int:
     number of files written."""
     files = os.path.join(shadow_dir, "files")
     dirs = os.path.join(shadow_dir, "dirs")
+    pending = os.path.join(shadow_dir, PENDING)
+    if os.path.exists(pending):  # the kill came while Shadow._save_listings was writing
+        with open(pending, "rb") as f:
+            for dir_id, listing in json.load(f).items():
+                with open(os.path.join(dirs, f"{dir_id}.json"), "w") as out:
+                    json.dump(listing, out)
+        os.unlink(pending)
     with open(os.path.join(shadow_dir, "root"), "rb") as f:
         root_id = f.read().decode()
     count = 0
