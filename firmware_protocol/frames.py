@@ -135,7 +135,7 @@ class FrameDecoder:
         # After a frame assembled in place failed its CRC, its body is hunted through as _buf;
         # what followed it waits here (so _buf never grows, see _fail_in_place), and _carry
         # counts the failed header's bytes already skipped, reported with the next GARBAGE.
-        self._tail: bytes | None = None
+        self._tail: memoryview | None = None
         self._carry = 0
         self.max_payload = max_payload
         self.direct_min = direct_min
@@ -236,6 +236,8 @@ class FrameDecoder:
     def discard(self) -> None:
         """Drop everything buffered (the dock abandoned the reply it belonged to)."""
         self._release_ext()
+        if self._tail is not None:
+            self._tail.release()
         self._body = self._tail = None
         self._carry = 0
         self._pos = self._end = 0
@@ -286,8 +288,9 @@ class FrameDecoder:
             self._shrink()  # what _buf held is in the body now: its grown capacity must go
         self._body, self._length, self._filled = body, length, have
         tail, self._tail = self._tail, None
-        if tail:
-            self.feed(tail)
+        if tail is not None:
+            with tail:
+                self.feed(tail)
 
     def _finish_in_place(self) -> Frame | FrameError | None:
         body = self._body
@@ -323,8 +326,11 @@ class FrameDecoder:
         an eighth. So the header's bytes are skipped (counted in _carry) unless a start marker
         hides in them, and what followed the body waits in _tail until _buf runs dry.
         """
-        with memoryview(src) as view, view[pos:end] as after:
-            tail = bytes(after)  # the trailer and the rest of one read: the caller reuses it
+        with memoryview(src) as view:
+            # The trailer and the rest of the read, in place: a copy would hold that read
+            # twice. The tail is always taken before ``next`` returns None, which is when the
+            # caller may reuse its buffer (the old _buf, if it was that, is simply kept alive).
+            tail = view[pos:end]
         self._advance(end)
         del body[self._length :]
         with memoryview(body) as view, view[:1] as first:
@@ -333,7 +339,7 @@ class FrameDecoder:
             body[:0] = head[1 + hidden :]  # only a crafted header hides a marker
         self._carry = hidden if hidden >= 0 else HEADER_SIZE - 1
         self._buf, self._pos, self._end = body, 0, len(body)
-        self._tail = tail or None
+        self._tail = tail
 
     def _need_more(self) -> bool:
         """``next`` is out of _buf. True when the tail was moved in (``next`` goes on);
@@ -347,8 +353,9 @@ class FrameDecoder:
 
     def _take_tail(self) -> None:
         tail, self._tail = self._tail, None
-        if tail:
-            self._append(tail)
+        if tail is not None:
+            with tail:
+                self._append(tail)
 
     def _shrink(self) -> None:
         if self._pos == self._end and len(self._buf) > _KEEP_BUFFER:
