@@ -318,13 +318,19 @@ class Invariants:
         return {m["recording_id"] for mid, m in snap["verified"].items() if mid in acked}
 
     def wait_complete(self, what: str, timeout: float = 180.0) -> None:
-        """Everything offloaded, published, acknowledged and released; outbox drained."""
+        """Everything offloaded, published (ledger records too), acknowledged and released;
+        outbox drained."""
         expected = self.expected()
 
         def done() -> bool:
             snap = self.console.snapshot()
             verified = {m["recording_id"] for m in snap["verified"].values()}
             if not set(expected) <= verified:
+                return False
+            # The compliance loop moves a stored recording's ledger record into the outbox a
+            # moment after the manifest: an empty outbox alone does not mean it was sent.
+            recorded = {e["recording_id"] for e in self.console.ledger_entries(kind="recording")}
+            if not set(expected) <= recorded:
                 return False
             if any(cam.released() != set(cam.recordings) for cam in self.cameras):
                 return False
