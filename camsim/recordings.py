@@ -87,8 +87,8 @@ class FileSource:
     # running emulator is refused rather than served as bytes that fail verification for a
     # reason no fault asked for. Checked with one fstat per chunk; hashing every chunk again
     # to find out cost as much CPU as the dock's own hashing (0.6 s/GiB).
-    mtime_ns: int = 0
-    inode: int = 0
+    mtime_ns: int
+    inode: int
 
     @classmethod
     def of(cls, path: Path, st: os.stat_result) -> FileSource:
