@@ -155,7 +155,6 @@ class FrameDecoder:
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         if not len(data):
             return
-        self._take_tail()  # only ever pending inside next(); fed data comes after it
         view = memoryview(data).cast("B")
         body = self._body
         if body is not None and self._filled < self._length:
