@@ -307,6 +307,20 @@ class Agent:
             self.slots.join(2.0)
         for thread in self._threads:
             thread.join(1.0)
+        # The sessions wrote records after the compliance loop's last tick (their last stores,
+        # their undocks): queue them now, so a stopped dock's outbox is its whole backlog and a
+        # restart starts draining instead of growing first.
+        if any(t.name == "compliance" and t.is_alive() for t in self._threads):
+            log.warning("compliance loop still busy at stop: its records are queued next start")
+        else:
+            try:
+                self.compliance_loop.pump_ledger()
+            except Exception:  # durable in the journal: the next start queues them
+                log.exception("queueing the last compliance records failed")
+        try:  # `dock-agent status` on a stopped dock shows the backlog it stopped with
+            atomic_write_json(self.paths.status, self._status_snapshot(self._health()))
+        except Exception:  # status.json is a view; the outbox itself is durable
+            log.exception("writing the final status failed")
         if self.link is not None:
             self.publisher.flush_retained(1.0)
             self.link.publish(self.topics.state, encode(self._state_payload("offline")),
@@ -338,10 +352,7 @@ class Agent:
                     health = self._health()
                     self.publisher.set_retained(self.topics.health, health)
                     next_health = now + self.config.health_interval_s
-                with self._cameras_lock:
-                    cameras = {k: dict(v) for k, v in self._cameras.items()}
-                snapshot = {"health": health, "cameras": cameras,
-                            "summary": self.summary_line()}
+                snapshot = self._status_snapshot(health)
                 if snapshot != last_written:
                     atomic_write_json(self.paths.status, snapshot)
                     last_written = snapshot
@@ -349,6 +360,11 @@ class Agent:
                 log.exception("health loop: status update failed")
             if self.stopping.wait(1.0):
                 return
+
+    def _status_snapshot(self, health: dict[str, Any]) -> dict[str, Any]:
+        with self._cameras_lock:
+            cameras = {k: dict(v) for k, v in self._cameras.items()}
+        return {"health": health, "cameras": cameras, "summary": self.summary_line()}
 
     def _health(self) -> dict[str, Any]:
         with self._cameras_lock:

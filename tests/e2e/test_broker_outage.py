@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+from agent.publish.outbox import Outbox
 from tests.e2e.harness import Harness, assert_contiguous, make_media, sha256_hex
 from tests.helpers import Mosquitto
 
@@ -37,3 +40,36 @@ def test_manifests_made_while_the_broker_is_down_arrive_after_it_returns(
     # console's acknowledgements release the footage.
     e2e.wait(lambda: console.docked_status(cam), "the camera status after the restart")
     e2e.wait(lambda: cam.released() == set(cam.recordings), "RELEASE after the acknowledgements")
+
+
+def test_a_graceful_stop_leaves_every_compliance_record_in_the_outbox(
+    e2e: Harness, mosquitto: Mosquitto
+) -> None:
+    """SIGTERM right after an offload: the ledger records the sessions wrote in the compliance
+    loop's last second are queued before the outbox closes, not left for the next start (whose
+    outbox would then grow while it drains)."""
+    media = {f"rec-{n:03d}.mp4": bytes([n]) * (700 + n) for n in range(40)}
+    cam = e2e.camera("quitter", media=media, start=False)
+    cam.create_key()
+    agent = e2e.make_agent(mosquitto)
+    agent.enroll(cam)
+    console = e2e.console(mosquitto)
+    agent.start()
+    e2e.wait(lambda: console.identity is not None, "the agent's birth on the broker")
+    mosquitto.stop()
+    cam.start()
+    e2e.wait(lambda: agent.stored_ids() >= set(cam.recordings), "the offload, broker down")
+    assert agent.stop() == 0
+
+    outbox = Outbox(agent.state_dir / "outbox")
+    try:
+        pending = outbox.pending(1 << 20)
+    finally:
+        outbox.close()
+    queued = {item.payload["entry"]["recording_id"] for item in pending
+              if item.kind == "ledger" and item.payload["entry"]["type"] == "recording"}
+    assert queued == set(cam.recordings)
+    # …and `dock-agent status` on the stopped dock reports that backlog, not an older count.
+    status = agent.cli("status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["health"]["outbox_depth"] == len(pending)
