@@ -10,6 +10,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from tests.e2e.harness import (
+    CHUNK,
     EXIT_UNPLUGGED,
     Camera,
     Harness,
@@ -38,7 +39,10 @@ def test_unplug_at_random_offsets_then_replug_completes_without_loss_or_duplicat
     rng = random.Random(seed)
     # 833 KiB to offload; each faulted run carries at most 250 KiB of replies, so every unplug
     # fires mid-transfer (after the <2 KiB handshake) and three of them cannot finish the job.
-    offsets = [rng.randrange(4 * K, 250 * K) for _ in range(3)]
+    # The second run always outlasts a whole chunk (64 KiB), so at least one replug resumes
+    # from durable chunks; the others may cut the first chunk too.
+    offsets = [rng.randrange(4 * K, 250 * K), rng.randrange(CHUNK + 8 * K, 250 * K),
+               rng.randrange(4 * K, 250 * K)]
     why = f"seed={seed} unplug offsets={offsets} (BWC_E2E_SEED={seed} reproduces them)"
     cam = e2e.camera("wobbly", media=make_media([500 * K, 333 * K + 5]),
                      faults=[f"unplug-after-bytes={offsets[0]}"])
