@@ -400,7 +400,7 @@ def test_footage_in_chunks_ok() -> None:
 
 
 @given(st.lists(st.integers(1, 3000), max_size=20))
-@settings(max_examples=50)
+@settings(max_examples=50, deadline=None)
 def test_footage_in_any_blocks_ok(cuts: list[int]) -> None:
     blocks, pos = [], 0
     for n in cuts:

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.config import load_config
@@ -137,6 +137,7 @@ thresholds = st.builds(
 
 
 @given(inputs, thresholds)
+@settings(deadline=None)  # a busy CI core is not a property failure
 def test_property_each_reason_iff_its_rule(status: ReadinessInput, t: ReadinessThresholds) -> None:
     result = assess(status, t)
     expected = {
