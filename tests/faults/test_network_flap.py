@@ -58,8 +58,12 @@ def _flapping(e2e: Harness, mosquitto: Mosquitto, summary: Callable[[str], Summa
         stop = threading.Event()
         cuts: Counter[str] = Counter()
 
+        # Its own generator: shared with the main thread, the draws would interleave by timing
+        # and the seed would not replay them.
+        cut_rng = random.Random(seed ^ 0x5EED)
+
         def flap() -> None:
-            while not stop.wait(rng.uniform(1.0, 4.0)):  # the fault's own rhythm
+            while not stop.wait(cut_rng.uniform(1.0, 4.0)):  # the fault's own rhythm
                 health = _health(agent)
                 busy = "offloading" if health.get("cameras_offloading") else "idle"
                 backlog = "backlog" if health.get("outbox_depth") else "empty_outbox"
