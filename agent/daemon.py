@@ -109,7 +109,7 @@ class Agent:
         self._started = time.time()
         self._cameras: dict[str, dict[str, Any]] = {}
         self._cameras_lock = threading.Lock()
-        self.slots = SlotManager(self._serve, self._on_crash)
+        self.slots = SlotManager(self._serve, self.session_crashed)
         self._usb: UsbDiscovery | None = None
         self._usb_retry_at = 0.0
         self._threads: list[threading.Thread] = []
@@ -407,11 +407,11 @@ class Agent:
     def _serve(self, transport: Transport, watch: SlotWatch) -> SessionOutcome:
         return run_session(self, transport, watch)
 
-    def _on_crash(self, slot: str, exc: BaseException) -> None:
+    # -- SessionHost -------------------------------------------------------------------------
+
+    def session_crashed(self, slot: str, exc: BaseException) -> None:
         self.event("session_crashed", None, {"slot": slot, "error": type(exc).__name__,
                                              "detail": str(exc)[:200]})
-
-    # -- SessionHost -------------------------------------------------------------------------
 
     def event(self, name: str, camera_uid: bytes | None, details: dict[str, Any]) -> None:
         payload = event_payload(name, camera_uid, details, dock_id=self.config.dock_id)

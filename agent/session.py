@@ -62,6 +62,7 @@ class SessionEnd(StrEnum):
     REFUSED = "refused"  # unknown device / failed auth: left untouched, not retried until replug
     PROTOCOL = "protocol"  # the camera broke the protocol or stopped answering (and then left)
     STOPPED = "stopped"  # the agent is shutting down
+    CRASHED = "crashed"  # an unexpected error (a bug, a failing store): parked until it left
 
 
 @dataclass
@@ -90,6 +91,10 @@ class DeviceWatch(Protocol):
         is stopping."""
         ...
 
+    def park(self) -> None:
+        """The session closed its line and waits only for the device to leave."""
+        ...
+
 
 class _StoppingOnly:
     """The watch of a session run without a slot manager: only the agent stopping ends waits."""
@@ -103,6 +108,9 @@ class _StoppingOnly:
 
     def wait(self, timeout: float | None) -> bool:
         return self._stopping.wait(timeout)
+
+    def park(self) -> None:
+        pass  # nobody watches for a replug
 
 
 class SessionHost(Protocol):
@@ -119,6 +127,8 @@ class SessionHost(Protocol):
     def offload_slots(self) -> OffloadSlotsLike: ...
 
     def event(self, name: str, camera_uid: bytes | None, details: dict[str, Any]) -> None: ...
+
+    def session_crashed(self, slot: str, exc: BaseException) -> None: ...
 
     def camera_status(self, camera_uid: bytes, status: dict[str, Any]) -> None: ...
 
@@ -204,6 +214,15 @@ class _Session:
                             {"slot": self.transport.slot, "error": str(exc), "code": code})
             self._park()
             return SessionOutcome(SessionEnd.PROTOCOL, self.uid, str(exc))
+        except Exception as exc:
+            # A bug or a failing store: alert now, release nothing, and stay parked in the slot
+            # so that the camera is still reported docked and its leaving is still a hand-out
+            # (Art. 4). A second failure while parked (the store still broken) escapes to the
+            # slot manager, which alerts again.
+            log.exception("slot=%s session crashed", self.transport.slot)
+            self.host.session_crashed(self.transport.slot, exc)
+            self._park()
+            return SessionOutcome(SessionEnd.CRASHED, self.uid, f"{type(exc).__name__}: {exc}")
         finally:
             if self.uid is not None and self.may_report:
                 self.host.camera_status(self.uid, {"docked": False, "slot": self.transport.slot})
@@ -227,6 +246,7 @@ class _Session:
         line (a hung camera is not polled again), keep it reported docked, and wait until it
         leaves (or the agent stops); ``run``'s ``finally`` then publishes the undock."""
         self.transport.close()
+        self.watch.park()
         if self.uid is not None and self.may_report:
             self.host.camera_status(self.uid, {"docked": True, "slot": self.transport.slot})
         while not self.watch.gone and not self.host.stopping.is_set():

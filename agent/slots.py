@@ -61,6 +61,7 @@ class SlotWatch:
     def __init__(self) -> None:
         self._wake = threading.Event()
         self._gone = threading.Event()
+        self._parked = False
 
     @property
     def gone(self) -> bool:
@@ -70,6 +71,15 @@ class SlotWatch:
     def mark_gone(self) -> None:
         self._gone.set()
         self._wake.set()
+
+    def park(self) -> None:
+        """The session closed its line and only waits for the device to leave: nothing on the
+        line will tell it of a re-plug any more, so a new identity in the slot must."""
+        self._parked = True
+
+    @property
+    def parked(self) -> bool:
+        return self._parked
 
     def wake(self) -> None:
         """End the current wait without news (the agent is stopping)."""
@@ -139,8 +149,12 @@ class SlotManager:
                 slot = found
                 missed, slot.missed_scans = slot.missed_scans, 0
                 if slot.busy:
-                    if missed and device.identity != slot.identity:
-                        self._gone(path, slot)  # unplugged and replaced between two scans
+                    # Another device where a scan missed this one: unplugged and replaced. A
+                    # parked session's device replaced between two scans is never missed, and
+                    # its closed line cannot tell; an active session's line tells it, and its
+                    # identity may change while present (udev settling a new node's owner).
+                    if device.identity != slot.identity and (missed or slot.watch.parked):
+                        self._gone(path, slot)
                     continue
                 if device.identity != slot.identity:
                     slot.identity = device.identity  # another device in this slot
@@ -182,7 +196,8 @@ class SlotManager:
             slot.transport = None
             transport.close()
         log.info("slot=%s session ended: %s %s", path, outcome.end.value, outcome.detail)
-        self._after(slot, watch, park=outcome.end in (SessionEnd.REFUSED, SessionEnd.PROTOCOL),
+        self._after(slot, watch, park=outcome.end in (SessionEnd.REFUSED, SessionEnd.PROTOCOL,
+                                                      SessionEnd.CRASHED),
                     retry=outcome.end is SessionEnd.UNPLUGGED)
 
     def _after(self, slot: _Slot, watch: SlotWatch, *, park: bool = False,

@@ -243,3 +243,25 @@ def test_wake_all_ends_every_wait_without_marking_anything_gone(
     manager.wake_all()
     assert all(w.wait(0) for w in watches)
     assert not any(w.gone for w in watches)
+
+
+def test_a_session_parked_in_its_slot_ends_when_the_device_is_swapped_within_one_scan(
+    manager: SlotManager, sessions: Sessions
+) -> None:
+    """A session that gave up on its camera (protocol error, crash) waits in its slot for the
+    camera to leave, so that leaving is a hand-out. A camera re-plugged between two scans is
+    never missed by a scan, and its line is closed: only its new identity tells it apart."""
+    sessions.until_gone = False
+    manager.update({"/dev/cam0": device("/dev/cam0", "first")})
+    first = sessions.wait_started(1)
+    manager.update({"/dev/cam0": device("/dev/cam0", "first")})
+    first.watch.park()
+    manager.update({"/dev/cam0": device("/dev/cam0", "first")})
+    assert not first.watch.gone  # still the same device
+    manager.update({"/dev/cam0": device("/dev/cam0", "second")})  # unplugged and replugged
+    assert first.watch.gone
+    first.end = SessionEnd.CRASHED
+    first.release.set()
+    ended(manager)
+    manager.update({"/dev/cam0": device("/dev/cam0", "second")})
+    sessions.wait_started(2)  # served at once: not parked, no back-off

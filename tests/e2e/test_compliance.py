@@ -180,3 +180,36 @@ def test_late_offload_hold_purge_and_the_audit_head(e2e: Harness, mosquitto: Mos
     identity = console.identity
     assert identity is not None
     verify_head(head, load_public_key(base64.b64decode(identity["public_key"])))
+
+
+def test_a_crashed_session_still_records_the_hand_out(e2e: Harness, mosquitto: Mosquitto) -> None:
+    """A session that crashes (here: the dock's own store is damaged, so the offload raises
+    CorruptStoreError) keeps the camera reported docked, parked, and when the officer takes
+    the camera its hand-out is on the ledger like any other (Art. 4): the next hand-in closes
+    it."""
+    cam = e2e.camera("unlucky", media=make_media([64 * K]), start=False)
+    cam.create_key()
+    agent = e2e.make_agent(mosquitto)
+    agent.enroll(cam)
+    partial = agent.state_dir / "footage" / "partial" / cam.rid("clip-00.mp4")
+    partial.mkdir(parents=True, mode=0o700)  # chunk data whose meta.json (data key) is lost
+    (partial / "chunks.dat").write_bytes(b"\x00" * 100)
+    console = e2e.console(mosquitto)
+    agent.start()
+    cam.start()
+
+    e2e.wait(lambda: console.events_named("session_crashed"), "the crash alert")
+    e2e.wait(lambda: console.ledger_entries(cam, "hand_in"), "the hand-in before the crash")
+    last = console.last_status(cam)
+    assert last is not None and last["docked"] is True  # parked in its slot, not undocked
+    assert cam.released() == set()
+
+    cam.stop()  # the officer takes it anyway
+    (out,) = e2e.wait(lambda: console.ledger_entries(cam, "hand_out"), "the hand-out recorded")
+    assert out["slot"] == cam.slot
+    e2e.wait(lambda: (s := console.last_status(cam)) is not None and s["docked"] is False,
+             "the camera reported undocked")
+    cam.start()
+    ins = e2e.wait(lambda: console.ledger_entries(cam, "hand_in")[1:], "the next hand-in")
+    assert ins[0]["handout_id"] == out["handout_id"]
+    assert len(console.events_named("session_crashed")) >= 2  # the store is still damaged
