@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import faulthandler
 import json
 import logging
 import os
@@ -71,6 +72,9 @@ def _audit(cfg: Config, action: str, **details: object) -> None:
 def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
     from .daemon import Agent
 
+    # A hung agent gets SIGABRT (systemd's watchdog, and a stop past TimeoutStopSec with the
+    # unit's TimeoutStopFailureMode=abort): every thread's stack goes to stderr, the journal.
+    faulthandler.enable()
     agent = Agent(cfg)
     agent.start()
     agent.run()

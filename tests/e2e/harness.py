@@ -133,7 +133,13 @@ def _terminate(proc: subprocess.Popen[bytes], timeout: float = STOP_DEADLINE_S) 
         try:
             return proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            # Hung: SIGABRT first, so the agent's faulthandler logs every thread's stack.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGABRT)
+            try:
+                proc.wait(2.0)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     return proc.wait(timeout)
 
 
